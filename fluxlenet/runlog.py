@@ -1,0 +1,159 @@
+"""The files of one backend run: log.csv, console.log, TensorBoard scalars, status.json.
+
+Both backends hand their epoch figures to a RunLog, so a Flux run and a torch run leave
+the same files. Every file is rewritten atomically (they are small), so a killed run
+never leaves a half-written row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+from .fsutil import atomic_write_json, atomic_write_text, read_json
+
+LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+               "valid_loss", "valid_acc", "seconds", "lr", "status"]
+# status.json "status": running -> finished | diverged | failed | interrupted
+FINAL_STATES = ("finished", "diverged")
+
+
+def round4(x: float) -> float:
+    """The post's round4: round(x, digits=4)."""
+    return round(float(x), 4)
+
+
+def epoch_line(epoch: int, train: dict, test: dict, valid: dict | None = None) -> str:
+    """The post's line: `Epoch: 3   Train: (loss = 0.0829, acc = 97.515)   Test: (loss = 0.0717, acc = 97.75)`."""
+    parts = [f"Epoch: {epoch}", f"Train: (loss = {train['loss']}, acc = {train['acc']})"]
+    if valid is not None:
+        parts.append(f"Valid: (loss = {valid['loss']}, acc = {valid['acc']})")
+    parts.append(f"Test: (loss = {test['loss']}, acc = {test['acc']})")
+    return "   ".join(parts)
+
+
+def is_finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and not math.isfinite(x))
+
+
+def read_log_rows(run_dir: str | Path) -> list[dict]:
+    """Rows of log.csv as dicts of floats (epoch as int; empty cells as None)."""
+    path = Path(run_dir) / "log.csv"
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for key in LOG_COLUMNS:
+                value = raw.get(key, "")
+                if key == "status":
+                    row[key] = value
+                elif key == "epoch":
+                    row[key] = int(value)
+                else:
+                    row[key] = float(value) if value != "" else None
+            rows.append(row)
+    return rows
+
+
+def read_status(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "status.json"
+    return read_json(path) if path.exists() else {"status": "new"}
+
+
+class RunLog:
+    """Writer for one run directory (`runs/<sweep>/<run>/<backend>/`)."""
+
+    def __init__(self, run_dir: str | Path, echo=None):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
+        self.rows = read_log_rows(self.dir)
+        console = self.dir / "console.log"
+        self.console = console.read_text(encoding="utf-8").splitlines() if console.exists() else []
+        self._tb = None
+
+    # -- console ---------------------------------------------------------------
+    def say(self, line: str) -> None:
+        """Print a line and keep it in console.log."""
+        self.echo(line)
+        self.console.append(line)
+        atomic_write_text(self.dir / "console.log", "\n".join(self.console) + "\n")
+
+    # -- epochs ----------------------------------------------------------------
+    def reset(self) -> None:
+        """Start the run afresh: no rows, no console lines (a run killed before its first checkpoint)."""
+        self.console = []
+        self.truncate(-1)
+        (self.dir / "console.log").unlink(missing_ok=True)
+
+    def truncate(self, epoch: int) -> None:
+        """Forget rows after `epoch` (resuming from a checkpoint taken at `epoch`)."""
+        self.rows = [r for r in self.rows if r["epoch"] <= epoch]
+        self._write_csv()
+
+    def last_epoch(self) -> int | None:
+        return self.rows[-1]["epoch"] if self.rows else None
+
+    def record(self, epoch: int, train: dict, test: dict, valid: dict | None = None,
+               seconds: float | None = None, lr: float | None = None) -> str:
+        """Log one report: prints the post's line, appends to log.csv and TensorBoard.
+
+        Returns the row status: "ok", or "diverged" when a loss is NaN or infinite.
+        """
+        losses = [train["loss"], test["loss"]] + ([valid["loss"]] if valid else [])
+        status = "ok" if all(math.isfinite(x) for x in losses) else "diverged"
+        row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
+               "test_loss": test["loss"], "test_acc": test["acc"],
+               "valid_loss": valid["loss"] if valid else None, "valid_acc": valid["acc"] if valid else None,
+               "seconds": None if seconds is None else round(seconds, 3), "lr": lr, "status": status}
+        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+        self._write_csv()
+        self.say(epoch_line(epoch, train, test, valid))
+        self._scalars(epoch, train, test, valid)
+        return status
+
+    def _write_csv(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        atomic_write_text(self.dir / "log.csv", buf.getvalue())
+
+    def _scalars(self, epoch, train, test, valid) -> None:
+        if self._tb is None:
+            # tensorboard's own writer: no torch import, so the Flux worker can use it too.
+            from tensorboard.summary import Writer
+            self._tb = Writer(str(self.dir))
+        for split, figures in (("train", train), ("test", test), ("valid", valid)):
+            if figures is None:
+                continue
+            for name in ("loss", "acc"):
+                value = figures[name]
+                if math.isfinite(value):
+                    self._tb.add_scalar(f"{split}/{name}", value, step=epoch)
+        self._tb.flush()
+
+    # -- step traces -----------------------------------------------------------
+    def write_trace(self, rows: list[dict]) -> None:
+        """trace.csv: loss (and a parameter checksum) at each of the first K optimiser steps."""
+        lines = ["step,loss,checksum"] + [
+            f"{r['step']},{float(r['loss'])!r},{'' if r.get('checksum') is None else repr(float(r['checksum']))}"
+            for r in rows]
+        atomic_write_text(self.dir / "trace.csv", "\n".join(lines) + "\n")
+
+    # -- status ----------------------------------------------------------------
+    def set_status(self, status: str, reason: str = "", **extra) -> None:
+        atomic_write_json(self.dir / "status.json", {
+            "status": status, "reason": reason, "last_epoch": self.last_epoch(),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

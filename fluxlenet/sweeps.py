@@ -1,0 +1,101 @@
+"""Sweep files (TOML): a `[base]` table of settings and one `[[runs]]` table per run.
+
+    description = "..."
+    [base]
+    batchsize = 32
+    eta = 3e-4
+    [[runs]]
+    name = "ADAMW"                 # the swept value, as the write-up names it
+    optimizer = "ADAMW_flux012"
+
+Settings are RunConfig's, written as a user writes them (`lambda`, `momentum`).
+The package ships the post's sweeps; a path to a user's own file works the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .config import ConfigError, RunConfig
+
+SWEEP_DIR = Path(__file__).parent / "sweep_files"
+TOP_KEYS = {"description", "base", "runs", "published"}
+
+
+@dataclass
+class Sweep:
+    name: str
+    description: str
+    runs: list[RunConfig]          # one per [[runs]] table, seed from the file or the default
+    path: Path
+    published: str | None = None   # the published experiment these runs reproduce (parity, reports)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in SWEEP_DIR.glob("*.toml"))
+
+
+def find(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"sweep file {path} does not exist")
+        return path
+    builtin = SWEEP_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        raise ConfigError(f"unknown sweep {name_or_path!r}; built-in sweeps: {', '.join(builtin_names())} "
+                          f"(or give the path of a .toml sweep file)")
+    return builtin
+
+
+def load(name_or_path: str) -> Sweep:
+    path = find(name_or_path)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"sweep file {path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"sweep file {path}: cannot be read: {e.strerror}") from None
+    where = f"sweep file {path}: "
+    unknown = set(doc) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}unknown top-level key {sorted(unknown)[0]!r}; expected {', '.join(sorted(TOP_KEYS))}")
+    base = doc.get("base", {})
+    runs = doc.get("runs", [])
+    if not isinstance(base, dict):
+        raise ConfigError(f"{where}[base] must be a table of settings")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
+        raise ConfigError(f"{where}needs at least one [[runs]] table")
+    configs, names = [], set()
+    for i, run in enumerate(runs, 1):
+        run = dict(run)
+        name = str(run.pop("name", f"run{i}"))
+        if name in names:
+            raise ConfigError(f"{where}two runs are named {name!r}")
+        names.add(name)
+        try:
+            cfg = RunConfig.from_dict({**base, **run}, where=f"{where}run {name!r}: ")
+        except ConfigError as e:
+            line = _line_of(path, e.key)
+            raise ConfigError(f"{e} (line {line})" if line else str(e)) from None
+        configs.append(cfg.replace(sweep=path.stem, run=name))
+    return Sweep(name=path.stem, description=str(doc.get("description", "")), runs=configs, path=path,
+                 published=doc.get("published"))
+
+
+def _line_of(path: Path, key: str | None) -> int | None:
+    """The first line of the file that sets `key`, to point the user at it."""
+    if not key:
+        return None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.split("=", 1)[0].strip().strip('"') == key and "=" in line:
+            return number
+    return None

@@ -1,0 +1,1 @@
+"""Parity: compare Flux and PyTorch run logs (and the published figures) epoch by epoch."""
