@@ -63,6 +63,10 @@ CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST_BATCH = "test_batch"
 
+# image shape (C, H, W) of each dataset, known before reading it
+INPUT_SHAPE = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+               "mnist-t10k-split": (1, 28, 28)}
+
 # files each dataset needs, as downloaded
 FILES = {
     "mnist": _IDX_TRAIN + _IDX_TEST,
@@ -344,11 +348,13 @@ def read_cifar10(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.nd
         raise _error(e, "replace it with a good copy") from None
 
 
-def _cifar_arrays(batches):
+def _cifar_arrays(batches, to_float: bool = True):
     test_x, test_y = batches[CIFAR_TEST_BATCH]
-    train_x = _TO_FLOAT[np.concatenate([batches[m][0] for m in CIFAR_TRAIN_BATCHES])]
+    train_x = np.concatenate([batches[m][0] for m in CIFAR_TRAIN_BATCHES])
     train_y = np.concatenate([batches[m][1] for m in CIFAR_TRAIN_BATCHES])
-    return train_x, train_y, _TO_FLOAT[test_x], test_y
+    if to_float:
+        train_x, test_x = _TO_FLOAT[train_x], _TO_FLOAT[test_x]
+    return train_x, train_y, test_x, test_y
 
 
 def _check_file(path: Path, filename: str) -> int:
@@ -522,15 +528,16 @@ def _hold_out(y: np.ndarray, valid_size: int, seed: int, name: str) -> np.ndarra
 
 
 def _load_raw(name: str, paths: dict[str, Path]):
-    """(train_x, train_y, test_x, test_y) before any split; raises _Bad."""
+    """(train_x, train_y, test_x, test_y) before any split, images still uint8 (N, C, H, W), so that
+    only the samples kept are converted to float32 (CIFAR-10 as float32 is 737 MB); raises _Bad."""
     if SOURCE[name] == "cifar10":
-        return _cifar_arrays(_load_cifar(paths[CIFAR_TARBALL]))
+        return _cifar_arrays(_load_cifar(paths[CIFAR_TARBALL]), to_float=False)
 
     def pair(images, labels):
         x, y = _load_idx(paths[images], "images"), _load_idx(paths[labels], "labels")
         if len(x) != len(y):
             raise _Bad(paths[labels], f"has {len(y)} labels but {paths[images].name} has {len(x)} images")
-        return _images(x), y.astype(np.int64)
+        return x.reshape(len(x), 1, 28, 28), y.astype(np.int64)
 
     test_x, test_y = pair(*_IDX_TEST)
     if name == "mnist-t10k-split":
@@ -577,5 +584,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, train_siz
         train_x, train_y = train_x[keep], train_y[keep]
     train_x, train_y = _first(train_x, train_y, train_size, "train_size", name)
     test_x, test_y = _first(test_x, test_y, test_size, "test_size", name)
-    return Dataset(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                   valid_x=valid_x, valid_y=valid_y, name=name)
+    return Dataset(train_x=_TO_FLOAT[train_x], train_y=train_y, test_x=_TO_FLOAT[test_x], test_y=test_y,
+                   valid_x=None if valid_x is None else _TO_FLOAT[valid_x], valid_y=valid_y, name=name)
