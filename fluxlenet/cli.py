@@ -8,6 +8,7 @@ ready, 130 stopped by Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -19,6 +20,13 @@ EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 
 class NoJulia(Exception):
     """Flux was asked for explicitly and the Julia side is not ready."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake said in one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -63,14 +71,15 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--trace-steps", type=int, default=None, metavar="K",
                    help="record the loss at each of the first K optimiser steps (trace.csv)")
     if sweep:
-        p.add_argument("--epochs", type=positive_int, default=None, help="override the sweep's epochs")
+        p.add_argument("--epochs", type=positive_int, default=None,
+                       help="train N whole epochs (replaces the sweep's epochs and any step budget it sets)")
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
         p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--jobs", type=positive_int, default=1, help="backend runs at once, sharing the cores")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m fluxlenet",
         description="Reproduce 'How my LeNet reaches 99% on MNIST' (Flux.jl, 2021) in Flux.jl and PyTorch, "
                     "epoch by epoch.")
@@ -105,7 +114,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["fetch", "verify"])
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None)
+
+    add_parity_parsers(sub)
     return parser
+
+
+def add_parity_parsers(sub) -> None:
+    """`parity` and `report`: compare the runs of a sweep (Flux, PyTorch, published figures)."""
+    tolerance_help = ("override tolerances of the policy, e.g. lockstep_acc_max=1,native_acc=0.5 "
+                      "(the keys are listed in the output)")
+    p = sub.add_parser("parity", help="compare Flux, PyTorch and the published figures epoch by epoch; "
+                                      "exit 1 when a verdict fails",
+                       description="Align a sweep's runs by run, seed and epoch, compare Flux with PyTorch and "
+                                   "each with the published figures, judge them with the tolerance policy "
+                                   "(printed), and exit 1 when a verdict fails. Forms: `parity SWEEP` "
+                                   "(runs under --runs-dir); `parity SWEEP --against OTHER_RUNS_DIR` (each "
+                                   "backend with itself in another runs folder: two torch runs with the same "
+                                   "seed are held to be identical); `parity RUN_FOLDER --against OTHER_RUN_FOLDER` "
+                                   "(two <run>/<backend>/ folders).")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file (its runs under --runs-dir), a sweep "
+                                                  "folder, or a run folder (with --against)")
+    p.add_argument("--runs-dir", default="runs", help="where the sweep's run folders are (default: runs)")
+    p.add_argument("--against", metavar="DIR", default=None,
+                   help="another runs folder holding the same sweep (or, for a run folder, another run folder)")
+    p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None, help=tolerance_help)
+    p.add_argument("--policy", metavar="FILE.toml", default=None, help="tolerances from a TOML file of key = value")
+    p.add_argument("--steps", nargs="?", type=positive_int, const=0, default=None, metavar="N",
+                   help="also print the step traces (trace.csv, from --trace-steps) side by side: the first N "
+                        "steps, all when N is left out")
+
+    p = sub.add_parser("report", help="write report.md, report.html and PNG plots into the sweep's run folder",
+                       description="Write runs/<sweep>/report.md and a self-contained report.html (plots "
+                                   "embedded) with the PNG plots beside them: Flux, PyTorch and the published "
+                                   "figures side by side, the differences, the verdicts, the environment.")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file, or a sweep folder")
+    p.add_argument("--runs-dir", default="runs", help="where the sweep's run folders are (default: runs)")
+    p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None, help=tolerance_help)
+    p.add_argument("--policy", metavar="FILE.toml", default=None, help="tolerances from a TOML file of key = value")
 
 
 # -- sweep and train --------------------------------------------------------------------
@@ -137,6 +182,11 @@ def choose_backends(requested: str, echo) -> list[str]:
 def check_inputs(configs: list[RunConfig], echo) -> None:
     """Everything that can be said before training: data present and sound, models fit, device there."""
     from . import data
+    for cfg in configs:  # before any loading or download: a CIFAR model on MNIST is one line, at once
+        try:
+            models.check_model(cfg.model, data.INPUT_SHAPE[cfg.dataset])
+        except models.SpecError as e:
+            raise ConfigError(f"{e} (dataset {cfg.dataset})") from None
     seen = set()
     for cfg in configs:
         key = (cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
@@ -163,25 +213,30 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: 
         for backend in backends:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
-    check_inputs(configs, echo)
-    with runner.SweepLock(lock_dir):
+    with runner.SweepLock(lock_dir):  # first: an unwritable runs folder is said before any data is read
+        states = [runner.check_existing(task) for task in tasks]
+        check_inputs(configs, echo)
         todo = []
-        for task in tasks:
-            state = runner.check_existing(task)
+        for task, state in zip(tasks, states):
             if state == "done":
                 echo(f"--- {task.label}: already done in {task.run_dir}, skipped")
             else:
                 todo.append(task)
         results = runner.run_tasks(todo, jobs=jobs, echo=echo)
     print_summary(tasks, echo)
-    return EXIT_FAILED if results.get("failed") or results.get("interrupted") else 0
+    failed = len(results.get("failed", [])) + len(results.get("interrupted", []))
+    if failed:
+        echo(f"{failed} run(s) did not finish: the reason is in status.json and console.log (error.txt: the "
+             f"traceback) of their folders; run the same command again to retry them.")
+    return EXIT_FAILED if failed else 0
 
 
 def print_summary(tasks, echo) -> None:
     from .runlog import read_log_rows, read_status
     echo("")
+    valid = any(task.cfg.valid_size for task in tasks)  # a held-out split: its accuracy too
     echo(f"{'run':<14} {'seed':>4} {'backend':<7} {'status':<11} {'epoch':>5} {'train acc':>9} "
-         f"{'test acc':>8} {'test loss':>9} {'s/epoch':>7}  folder")
+         + (f"{'valid acc':>9} " if valid else "") + f"{'test acc':>8} {'test loss':>9} {'s/epoch':>7}  folder")
     for task in tasks:
         status = read_status(task.run_dir)["status"]
         rows = read_log_rows(task.run_dir)
@@ -192,7 +247,8 @@ def print_summary(tasks, echo) -> None:
             return format(value, spec) if value is not None else "-"
         echo(f"{task.cfg.run:<14} {task.cfg.seed:>4} {task.cfg.backend:<7} {status:<11} "
              f"{fmt(last.get('epoch'), 'd'):>5} {fmt(last.get('train_acc'), '.2f'):>9} "
-             f"{fmt(last.get('test_acc'), '.2f'):>8} {fmt(last.get('test_loss'), '.4f'):>9} "
+             + (f"{fmt(last.get('valid_acc'), '.2f'):>9} " if valid else "")
+             + f"{fmt(last.get('test_acc'), '.2f'):>8} {fmt(last.get('test_loss'), '.4f'):>9} "
              f"{fmt(sum(secs) / len(secs) if secs else None, '.1f'):>7}  {task.run_dir}")
 
 
@@ -200,17 +256,38 @@ def cmd_sweep(args, echo) -> int:
     from . import runner
     sweep = sweeps.load(args.sweep)
     changes = overrides(args)
+    if args.epochs is not None:
+        if args.steps is not None:
+            raise ConfigError("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
+                              "--steps N stops after N optimiser steps")
+        changes["steps"] = None  # whole epochs, even where the sweep file sets a step budget
     configs = []
-    for cfg in sweep.runs:
-        cfg = cfg.replace(**changes)
+    for file_cfg in sweep.runs:
+        cfg = file_cfg.replace(**changes)
         for seed in args.seeds or [cfg.seed]:
-            configs.append(cfg.replace(seed=seed).validate())
+            try:
+                configs.append(cfg.replace(seed=seed).validate())
+            except ConfigError as e:
+                raise _in_sweep_file(e, file_cfg, sweep.path) from None
     backends = choose_backends(args.backend, echo)
     echo(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
          f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
     return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), runs_dir / sweep.name,
                    args.jobs, echo)
+
+
+def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
+    """An impossible value: when the sweep file holds it, name the file and the line."""
+    try:
+        file_cfg.validate()
+        return error  # the file is fine: a command-line option is at fault
+    except ConfigError:
+        pass
+    detail = str(error).split(": ", 1)[-1]
+    match = re.match(r"(?:[\w ]* )?(\w+) must |unknown (\w+) ", detail)
+    line = sweeps._line_of(path, match.group(1) or match.group(2)) if match else None
+    return ConfigError(f"sweep file {path}: {error}" + (f" (line {line})" if line else ""))
 
 
 def cmd_train(args, echo) -> int:
@@ -252,7 +329,50 @@ def cmd_data(args, echo) -> int:
     return EXIT_USAGE if bad else 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "list": cmd_list, "data": cmd_data}
+# -- parity and report ------------------------------------------------------------------
+
+def tolerance_policy(args):
+    from parity import Policy
+    policy = Policy()
+    if args.policy:
+        policy = policy.with_file(args.policy)
+    if args.tolerance:
+        policy = policy.with_overrides(args.tolerance)
+    return policy
+
+
+def cmd_parity(args, echo) -> int:
+    from parity import compare_folders, compare_sweep
+    from parity.table import result_lines, step_lines
+    policy = tolerance_policy(args)
+    if (Path(args.sweep) / "config.json").exists():
+        if not args.against:
+            raise ConfigError(f"{args.sweep} is a run folder: give the one to compare it with, --against OTHER_RUN_FOLDER")
+        result = compare_folders(args.sweep, args.against, policy)
+    else:
+        result = compare_sweep(args.sweep, args.runs_dir, policy, against=args.against)
+    for line in result_lines(result):
+        echo(line)
+    if args.steps is not None:
+        for line in step_lines(result, args.steps or None):
+            echo(line)
+    return EXIT_FAILED if result.status == "fail" else 0
+
+
+def cmd_report(args, echo) -> int:
+    from .report import write_report
+    written = write_report(args.sweep, args.runs_dir, tolerance_policy(args))
+    result = written["result"]
+    for note in result.notes:
+        echo(f"NOTE: {note}")
+    echo(f"Parity verdict: {result.status}")
+    echo(f"Report: {written['markdown']}")
+    echo(f"        {written['html']} (self-contained, opens from disk)")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "list": cmd_list, "data": cmd_data,
+            "parity": cmd_parity, "report": cmd_report}
 
 
 def main(argv=None) -> int:
@@ -274,3 +394,7 @@ def main(argv=None) -> int:
         print("\nfluxlenet: stopped. Finished epochs and checkpoints are saved; "
               "run the same command again to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:  # a disk that fills up or goes away under the sweep itself
+        where = f": {e.filename}" if e.filename else ""
+        print(f"fluxlenet: error: {e.strerror or e}{where}", file=sys.stderr)
+        return EXIT_FAILED

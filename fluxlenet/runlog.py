@@ -3,6 +3,12 @@
 Both backends hand their epoch figures to a RunLog, so a Flux run and a torch run leave
 the same files. Every file is rewritten atomically (they are small), so a killed run
 never leaves a half-written row.
+
+Resuming: `truncate(epoch)` forgets the rows after the checkpoint a run resumes from,
+and rebuilds the TensorBoard event files from the rows kept, so TensorBoard shows no
+points of the killed attempt (their wall times become the rebuild's). console.log is a
+transcript and keeps every line, the killed attempt's included, followed by the
+"Resuming from the checkpoint of epoch N" line.
 """
 
 from __future__ import annotations
@@ -10,15 +16,19 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
-from .fsutil import atomic_write_json, atomic_write_text, read_json
+from .fsutil import TMP_SUFFIX, atomic_write_json, atomic_write_text, read_json
 
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                "valid_loss", "valid_acc", "seconds", "lr", "status"]
 # status.json "status": running -> finished | diverged | failed | interrupted
 FINAL_STATES = ("finished", "diverged")
+EVENTS_GLOB = "events.out.tfevents.*"
 
 
 def round4(x: float) -> float:
@@ -61,8 +71,18 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
 
 
 def read_status(run_dir: str | Path) -> dict:
+    """status.json as a dict; {"status": "new"} when absent. An unreadable file (written
+    by hand: ours are atomic) counts as an unfinished run, so a rerun resumes it."""
     path = Path(run_dir) / "status.json"
-    return read_json(path) if path.exists() else {"status": "new"}
+    if not path.exists():
+        return {"status": "new"}
+    try:
+        status = read_json(path)
+        if isinstance(status, dict) and isinstance(status.get("status"), str):
+            return status
+    except (OSError, ValueError):
+        pass
+    return {"status": "unknown", "reason": f"{path} is unreadable"}
 
 
 class RunLog:
@@ -92,9 +112,11 @@ class RunLog:
         (self.dir / "console.log").unlink(missing_ok=True)
 
     def truncate(self, epoch: int) -> None:
-        """Forget rows after `epoch` (resuming from a checkpoint taken at `epoch`)."""
+        """Forget rows after `epoch` (resuming from a checkpoint taken at `epoch`), in log.csv
+        and in TensorBoard."""
         self.rows = [r for r in self.rows if r["epoch"] <= epoch]
         self._write_csv()
+        self._rebuild_events()
 
     def last_epoch(self) -> int | None:
         return self.rows[-1]["epoch"] if self.rows else None
@@ -130,14 +152,31 @@ class RunLog:
             # tensorboard's own writer: no torch import, so the Flux worker can use it too.
             from tensorboard.summary import Writer
             self._tb = Writer(str(self.dir))
-        for split, figures in (("train", train), ("test", test), ("valid", valid)):
-            if figures is None:
-                continue
-            for name in ("loss", "acc"):
-                value = figures[name]
-                if math.isfinite(value):
-                    self._tb.add_scalar(f"{split}/{name}", value, step=epoch)
+        _add_scalars(self._tb, epoch, train, test, valid)
         self._tb.flush()
+
+    def _rebuild_events(self) -> None:
+        """Replace the event files by ones holding exactly self.rows (written aside, then moved in)."""
+        self.close()
+        old = sorted(self.dir.glob(EVENTS_GLOB))
+        if not old and not self.rows:
+            return
+        staging = Path(tempfile.mkdtemp(prefix=".events.", suffix=TMP_SUFFIX, dir=self.dir))
+        try:
+            if self.rows:
+                from tensorboard.summary import Writer
+                writer = Writer(str(staging))
+                for r in self.rows:
+                    valid = None if r.get("valid_loss") is None else {"loss": r["valid_loss"], "acc": r["valid_acc"]}
+                    _add_scalars(writer, r["epoch"], {"loss": r["train_loss"], "acc": r["train_acc"]},
+                                 {"loss": r["test_loss"], "acc": r["test_acc"]}, valid)
+                writer.close()
+            for path in old:
+                path.unlink()
+            for path in staging.iterdir():
+                os.replace(path, self.dir / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     # -- step traces -----------------------------------------------------------
     def write_trace(self, rows: list[dict]) -> None:
@@ -155,5 +194,15 @@ class RunLog:
 
     def close(self) -> None:
         if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+            tb, self._tb = self._tb, None
+            tb.close()
+
+
+def _add_scalars(writer, epoch: int, train: dict, test: dict, valid: dict | None) -> None:
+    for split, figures in (("train", train), ("test", test), ("valid", valid)):
+        if figures is None:
+            continue
+        for name in ("loss", "acc"):
+            value = figures[name]
+            if value is not None and math.isfinite(value):
+                writer.add_scalar(f"{split}/{name}", value, step=epoch)

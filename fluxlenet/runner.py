@@ -1,19 +1,38 @@
-"""Run a sweep: one spawned worker per backend run, finished runs skipped, a summary at the end."""
+"""Run a sweep: one spawned worker per backend run, finished runs skipped, a summary at the end.
+
+Nothing is lost, whatever stops a sweep:
+
+- SIGKILL of the sweep at any moment: its workers die with it (see fluxlenet.worker), every
+  file is written atomically, and the same command again skips finished and diverged runs
+  and resumes the others from their last checkpoint (a run with none starts afresh);
+- a worker that raises, aborts or is killed leaves its run `failed` with the reason, and the
+  sweep goes on with the other runs (a rerun retries the failed ones);
+- Ctrl-C (or SIGTERM) of the sweep: running workers are asked to stop (SIGTERM), record
+  `interrupted`, and the command says how to resume; a second Ctrl-C kills them at once;
+- one sweep at a time per sweep folder (SweepLock), and one process at a time per run
+  folder (the worker's lock): a rerun waits for a dying worker of a killed sweep.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .fsutil import read_json
+from .fsutil import check_writable, read_json
 from .runlog import FINAL_STATES, read_status
-from .worker import worker_main, write_config
+from .worker import run_is_busy, worker_main, write_config
+
+STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
+BUSY_WAIT_S = 60.0   # how long a rerun waits for a worker of a killed sweep to go
 
 
 @dataclass
@@ -61,25 +80,87 @@ def check_existing(task: Task) -> str:
 
 
 class SweepLock:
-    """One sweep at a time per sweep folder: a second one stops with a clear message."""
+    """One sweep at a time per sweep folder: a second one stops with a clear message.
+
+    Entering also checks that the folder can be created and written (one clear line,
+    before any training, for a runs directory under a file, a read-only place or a full disk).
+    """
 
     def __init__(self, folder: Path):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / ".lock"
+        self.folder = Path(folder)
+        self.path = self.folder / ".lock"
 
     def __enter__(self):
-        self.file = open(self.path, "a+")
+        try:
+            check_writable(self.folder)
+            self.file = open(self.path, "a+")
+        except OSError as e:
+            where = e.filename or self.folder
+            raise ConfigError(f"cannot write in {self.folder} ({e.strerror or e}: {where}); "
+                              f"choose a folder that can be written, with free space") from None
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip()
             self.file.close()
-            raise ConfigError(f"another sweep is running in {self.path.parent}; wait for it to finish "
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise ConfigError(f"another sweep{who} is running in {self.folder}; wait for it to finish "
                               f"or use another --runs-dir") from None
+        with contextlib.suppress(OSError):
+            self.file.truncate(0)
+            self.file.write(f"{os.getpid()}\n")
+            self.file.flush()
         return self
 
     def __exit__(self, *exc):
+        with contextlib.suppress(OSError):
+            self.file.truncate(0)
         fcntl.flock(self.file, fcntl.LOCK_UN)
         self.file.close()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _wait_until_free(tasks: list[Task], echo) -> None:
+    """Wait for workers of a killed sweep, still alive a moment, to leave their run folders."""
+    deadline = time.monotonic() + BUSY_WAIT_S
+    for task in tasks:
+        said = False
+        while run_is_busy(task.run_dir):
+            if not said:
+                pid = read_status(task.run_dir).get("pid")
+                echo(f"--- {task.label}: waiting for an earlier worker{f' (pid {pid})' if pid else ''} "
+                     f"to leave {task.run_dir}")
+                said = True
+            if time.monotonic() > deadline:
+                raise ConfigError(f"{task.run_dir} is still in use by another process; stop it, "
+                                  f"then run the same command again")
+            time.sleep(0.1)
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"the worker process was killed by {name} (exit code {exitcode})"
+    return f"the worker process died without recording why (exit code {exitcode})"
+
+
+def _start(ctx, task: Task, cfg: RunConfig) -> multiprocessing.Process:
+    proc = ctx.Process(target=worker_main, args=(cfg.backend, cfg.to_dict(), str(task.run_dir), os.getpid()),
+                       name=f"fluxlenet {task.label}", daemon=True)  # stopped if the sweep exits
+    # Workers ignore Ctrl-C from birth (the disposition is inherited): the sweep stops them.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc.start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return proc
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Task]]:
@@ -90,17 +171,25 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Ta
     running: list[tuple[multiprocessing.Process, Task]] = []
     results: dict[str, list[Task]] = {}
     commit = git_commit()
+    _wait_until_free(tasks, echo)
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 task = pending.pop(0)
                 cfg = task.cfg if task.cfg.threads else task.cfg.replace(threads=max(1, cores // jobs))
-                write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
                 echo(f"--- {task.label}: {task.run_dir}")
-                proc = ctx.Process(target=worker_main, args=(cfg.backend, cfg.to_dict(), str(task.run_dir)),
-                                   name=f"fluxlenet {task.label}")
-                proc.start()
-                running.append((proc, task))
+                try:
+                    write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
+                except OSError as e:
+                    reason = f"cannot write {e.filename or task.run_dir}: {e.strerror or e}"
+                    _mark(task.run_dir, "failed", reason, echo)
+                    echo(f"--- {task.label} failed: {reason}")
+                    results.setdefault("failed", []).append(task)
+                    continue
+                running.append((_start(ctx, task, cfg), task))
+            if running:
+                multiprocessing.connection.wait([proc.sentinel for proc, _ in running], timeout=1.0)
             for proc, task in list(running):
                 if proc.is_alive():
                     continue
@@ -108,25 +197,50 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Ta
                 running.remove((proc, task))
                 status = read_status(task.run_dir)
                 if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                    # the worker died without a word (os.abort, a segfault, SIGKILL)
-                    reason = f"the worker process died (exit code {proc.exitcode})"
-                    _mark_failed(task.run_dir, reason)
-                    status = {"status": "failed", "reason": reason}
-                if status["status"] == "failed":
-                    echo(f"--- {task.label} failed: {status.get('reason', '')}")
+                    # the worker died without a word (os.abort, a segfault, SIGKILL, a full disk)
+                    status = {"status": "failed", "reason": _death_reason(proc.exitcode)}
+                    _mark(task.run_dir, "failed", status["reason"], echo)
+                if status["status"] in ("failed", "interrupted"):
+                    echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
+                elif status["status"] == "diverged":
+                    echo(f"--- {task.label} diverged: {status.get('reason', '')}")
                 results.setdefault(status["status"], []).append(task)
-            time.sleep(0.05)
     except KeyboardInterrupt:
-        for proc, task in running:
-            proc.join(timeout=30)  # the worker got the same SIGINT and records "interrupted"
-            if proc.is_alive():
-                proc.terminate()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(running, echo)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     return results
 
 
-def _mark_failed(folder: Path, reason: str) -> None:
+def _stop(running: list[tuple[multiprocessing.Process, Task]], echo) -> None:
+    """Ask running workers to record their state and stop; a second Ctrl-C kills them."""
+    if running:
+        echo(f"\nStopping {len(running)} running run(s): saving their state (Ctrl-C again to kill them at once) ...")
+    for proc, _ in running:
+        with contextlib.suppress(OSError):
+            os.kill(proc.pid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + STOP_WAIT_S
+        for proc, _ in running:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    for proc, task in running:
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
+            _mark(task.run_dir, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
+
+
+def _mark(folder: Path, status: str, reason: str, echo) -> None:
+    """Record a run's end for a worker that could not (it died, or never started)."""
     from .runlog import RunLog
-    log = RunLog(folder, echo=lambda line: None)
-    log.say(f"Run failed: {reason}")
-    log.set_status("failed", reason)
+    try:
+        log = RunLog(folder, echo=lambda line: None)
+        log.say(f"Run {status}: {reason}")
+        log.set_status(status, reason)
+    except (OSError, ValueError) as e:
+        echo(f"--- could not record the state of {folder}: {getattr(e, 'strerror', None) or e}")
