@@ -1,0 +1,473 @@
+"""Align runs by run name, seed and epoch; compare two sides and the published figures; give verdicts.
+
+The two sides are Flux and PyTorch (the runs of one sweep folder), or the same backends in two
+runs folders (`--against`), or two run folders. Which tolerance policy judges a pair follows
+from the pair's settings (see `classify` and parity.policy).
+
+Step traces (trace.csv) hold the loss and a parameter checksum (the sum of all parameters,
+in float64) at each of a run's first K optimiser steps, both taken before that step's update:
+step 1 is the loss of the first batch at the initial weights.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fluxlenet import sweeps
+from fluxlenet.config import ConfigError
+
+from . import published as published_figures
+from .policy import Policy
+from .runs import RunFiles, load_run, load_sweep_dir
+
+METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "valid_acc", "valid_loss")
+BACKENDS = ("flux", "torch")
+BACKEND_NAMES = {"flux": "Flux", "torch": "PyTorch"}
+
+
+@dataclass
+class Break:
+    at: str          # "epoch" or "step"
+    index: int
+    metric: str
+    a: float
+    b: float
+    band: float
+    relative: bool = False   # step traces are judged by relative difference
+
+    @property
+    def diff(self) -> float:
+        if math.isnan(self.a) and math.isnan(self.b):
+            return 0.0
+        if math.isnan(self.a) or math.isnan(self.b):
+            return math.inf
+        d = abs(self.a - self.b)
+        return d / max(abs(self.a), abs(self.b)) if self.relative and d else d
+
+
+@dataclass
+class Check:
+    run: str
+    seeds: list[int]
+    a: str                    # side labels, e.g. "flux", "torch", "published"
+    b: str
+    kind: str | None          # the policy kind; None when the two cannot be compared
+    status: str = "n/a"       # pass | fail | n/a
+    first_break: Break | None = None        # first epoch figure out of its band
+    step_break: Break | None = None         # first step-trace value out of its band
+    diffs: pd.DataFrame | None = None       # index epoch, a - b per metric
+    bands: pd.DataFrame | None = None       # index epoch, the band per metric
+    steps: pd.DataFrame | None = None       # index step: a, b, rel, band (+ checksum_a, checksum_b, checksum_rel)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def seed_text(self) -> str:
+        return "seed " + ",".join(map(str, self.seeds)) if len(self.seeds) == 1 else \
+            "seeds " + ",".join(map(str, self.seeds))
+
+    def max_abs(self, metric: str) -> float | None:
+        if self.diffs is None or metric not in self.diffs or self.diffs[metric].dropna().empty:
+            return None
+        return float(self.diffs[metric].abs().max())
+
+    def messages(self) -> list[str]:
+        """Why this check failed, one line per broken band (epoch figures, step trace)."""
+        lines = []
+        if self.step_break is not None:
+            lines.append(describe_step_break(self))
+        if self.first_break is not None:
+            br = self.first_break
+            lines.append(f"{self.run} {self.seed_text}, epoch {br.index}, {br.metric}: {self.a} {fmt(br.a)} vs "
+                         f"{self.b} {fmt(br.b)} (|difference| {fmt(br.diff)} > band {fmt(br.band)}, "
+                         f"{self.kind} policy)")
+        return lines
+
+
+@dataclass
+class RunVerdict:
+    run: str
+    checks: list[Check] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)   # runs not finished, epochs missing
+
+    @property
+    def status(self) -> str:
+        if any(c.status == "fail" for c in self.checks):
+            return "fail"
+        if self.incomplete:
+            return "incomplete"
+        if any(c.status == "pass" for c in self.checks):
+            return "pass"
+        return "not compared"
+
+    def failures(self) -> list[str]:
+        return [line for c in self.checks if c.status == "fail" for line in c.messages()]
+
+
+@dataclass
+class SweepResult:
+    name: str
+    sweep_dir: Path
+    sweep: sweeps.Sweep | None
+    policy: Policy
+    sides: list[str]                        # the side labels, in column order
+    groups: dict[str, dict[str, list[RunFiles]]]   # run -> side -> its runs, one per seed
+    verdicts: list[RunVerdict]
+    published: dict[str, published_figures.Published | None]
+    published_mismatch: dict[str, list[str]]        # run -> why the published figures do not apply
+    notes: list[str]                        # said plainly: what was not run, what does not apply
+
+    @property
+    def status(self) -> str:
+        states = [v.status for v in self.verdicts]
+        for state in ("fail", "incomplete", "pass"):
+            if state in states:
+                return state
+        return "not compared"
+
+    @property
+    def runs(self) -> list[RunFiles]:
+        return [r for sides in self.groups.values() for runs in sides.values() for r in runs]
+
+    def checks(self) -> list[Check]:
+        return [c for v in self.verdicts for c in v.checks]
+
+
+def fmt(x: float | None, digits: int = 6) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def describe_step_break(check: Check) -> str:
+    br = check.step_break
+    steps = check.steps
+    before = steps[steps.index < br.index]
+    agree = ""
+    if len(before):
+        worst = float(np.nanmax(before[["rel"] + (["checksum_rel"] if "checksum_rel" in before else [])].to_numpy()))
+        agree = f"; steps 1-{br.index - 1} agree within {worst:.1e}"
+    head = (f"float64 lockstep broke at step {br.index}" if check.kind == "float64"
+            else f"step trace broke at step {br.index} ({check.kind} policy)")
+    line = (f"{check.run} {check.seed_text}: {head}: {br.metric} {check.a} {br.a!r} vs {check.b} {br.b!r} "
+            f"(relative difference {br.diff:.2e} > {br.band:.1e}{agree})")
+    if check.kind == "float64":
+        line += f": a semantic difference between {check.a} and {check.b}, not rounding"
+    return line
+
+
+# -- pairing and policies ------------------------------------------------------------------
+
+def classify(a: RunFiles, b: RunFiles) -> tuple[str | None, str]:
+    """The policy kind for a pair of runs, or (None, why they cannot be compared)."""
+    sa, sb = a.semantic(), b.semantic()
+    differ = [f"{k} {sa.get(k)!r} vs {sb.get(k)!r}" for k in sorted(set(sa) | set(sb))
+              if k not in ("seed", "mode") and sa.get(k) != sb.get(k)]
+    if differ:
+        return None, "settings differ: " + ", ".join(differ)
+    same_setup = (a.backend == b.backend and a.precision == b.precision
+                  and a.config.get("device") == b.config.get("device"))
+    if a.seed != b.seed or a.mode != b.mode:
+        return "native", f"seed {a.seed} vs {b.seed}, mode {a.mode} vs {b.mode}"
+    if same_setup:
+        return "repeat", f"{a.backend} twice, same settings and seed"
+    if a.mode == "native":
+        return "native", "native runs: each backend uses its own RNG"
+    if a.precision == b.precision == "float64":
+        return "float64", "float64 lockstep"
+    return "lockstep", "lockstep" + ("" if a.precision == b.precision else f", {a.precision} vs {b.precision}")
+
+
+def _metrics(*frames: pd.DataFrame) -> list[str]:
+    return [m for m in METRICS if all(m in f and f[m].notna().any() for f in frames)]
+
+
+def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Policy, first_epoch: int,
+                   samples: dict | None = None, spread: pd.DataFrame | None = None) -> None:
+    """Judge the epoch figures of frames fa and fb (index epoch) into `check`."""
+    metrics = _metrics(fa, fb)
+    epochs = sorted(e for e in set(fa.index) & set(fb.index) if e >= first_epoch)
+    if not epochs or not metrics:
+        check.notes.append("no epoch figures in common")
+        return
+    diffs = pd.DataFrame(index=pd.Index(epochs, name="epoch"), columns=metrics, dtype=float)
+    bands = diffs.copy()
+    for epoch in epochs:
+        for metric in metrics:
+            a, b = float(fa.at[epoch, metric]), float(fb.at[epoch, metric])
+            sd = float(spread.at[epoch, metric]) if spread is not None and metric in spread else None
+            split = metric.split("_")[0]
+            band = policy.epoch_band(check.kind, metric, epoch, a, b,
+                                     samples=(samples or {}).get(split), spread=sd)
+            br = Break("epoch", epoch, metric, a, b, band)
+            diffs.at[epoch, metric] = a - b if not (math.isnan(a) and math.isnan(b)) else 0.0
+            bands.at[epoch, metric] = band
+            if br.diff > band and check.first_break is None:
+                check.first_break = br
+    check.diffs, check.bands = diffs, bands
+    check.status = "fail" if check.first_break else "pass"
+
+
+def compare_traces(check: Check, ta: pd.DataFrame, tb: pd.DataFrame, policy: Policy) -> None:
+    steps = ta.index.intersection(tb.index).sort_values()
+    if not len(steps):
+        return
+    df = pd.DataFrame({"a": ta.loss.reindex(steps), "b": tb.loss.reindex(steps)})
+    df["rel"] = _relative(df.a, df.b)
+    df["band"] = [policy.trace_band(check.kind, int(s)) for s in steps]
+    judged = ["loss"]
+    if "checksum" in ta and "checksum" in tb and ta.checksum.notna().any() and tb.checksum.notna().any():
+        df["checksum_a"], df["checksum_b"] = ta.checksum.reindex(steps), tb.checksum.reindex(steps)
+        df["checksum_rel"] = _relative(df.checksum_a, df.checksum_b)
+        judged.append("checksum")
+    check.steps = df
+    for step, row in df.iterrows():
+        if row.band is None or (isinstance(row.band, float) and math.isnan(row.band)):
+            continue
+        for metric in judged:
+            a, b = (row.a, row.b) if metric == "loss" else (row.checksum_a, row.checksum_b)
+            rel = row.rel if metric == "loss" else row.checksum_rel
+            if rel > row.band:
+                check.step_break = Break("step", int(step), metric, float(a), float(b), float(row.band), True)
+                check.status = "fail"
+                return
+
+
+def _relative(a: pd.Series, b: pd.Series) -> pd.Series:
+    scale = np.maximum(a.abs(), b.abs())
+    rel = (a - b).abs() / scale.where(scale > 0, 1.0)
+    rel[a.isna() != b.isna()] = math.inf
+    return rel
+
+
+def compare_pair(run: str, ra: RunFiles, rb: RunFiles, labels: tuple[str, str], policy: Policy) -> Check:
+    kind, why = classify(ra, rb)
+    check = Check(run, [ra.seed] if ra.seed == rb.seed else [ra.seed, rb.seed], *labels, kind=kind)
+    if kind is None:
+        check.notes.append(f"not compared: {why}")
+        return check
+    first = 1 if kind == "native" else 0
+    compare_frames(check, ra.log, rb.log, policy, first,
+                   samples={s: ra.samples(s) for s in ("train", "test", "valid")})
+    if check.diffs is not None:
+        last = int(check.diffs.index.max())
+        for label, r in zip(labels, (ra, rb)):
+            if len(r.log) and int(r.log.index.max()) > last:
+                check.notes.append(f"compared up to epoch {last}: {label} went on to epoch {int(r.log.index.max())}")
+    if ra.trace is not None and rb.trace is not None:
+        compare_traces(check, ra.trace, rb.trace, policy)
+    elif kind == "float64":
+        check.notes.append("no step traces on both sides: rerun with --trace-steps 200 for the step-by-step test")
+    if kind == "repeat" and ra.config.get("threads") != rb.config.get("threads"):
+        check.notes.append(f"threads {ra.config.get('threads')} vs {rb.config.get('threads')}: "
+                           f"float32 sums may then differ in order")
+    return check
+
+
+def seed_stats(runs: list[RunFiles]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Mean and sd over seeds per epoch (epochs every seed reached), and the number of seeds."""
+    logs = [r.log[[m for m in METRICS if m in r.log]].astype(float) for r in runs]
+    epochs = sorted(set.intersection(*(set(log.index) for log in logs)))
+    stacked = np.stack([log.loc[epochs].to_numpy() for log in logs])
+    columns = logs[0].columns
+    mean = pd.DataFrame(stacked.mean(axis=0), index=pd.Index(epochs, name="epoch"), columns=columns)
+    sd = pd.DataFrame(stacked.std(axis=0, ddof=1) if len(runs) > 1 else np.zeros_like(stacked[0]),
+                      index=mean.index, columns=columns)
+    return mean, sd, len(runs)
+
+
+def compare_seeds(run: str, runs_a: list[RunFiles], runs_b: list[RunFiles], labels: tuple[str, str],
+                  policy: Policy) -> Check:
+    check = Check(run, sorted({r.seed for r in runs_a + runs_b}), *labels, kind="seeds")
+    mean_a, sd_a, na = seed_stats(runs_a)
+    mean_b, sd_b, nb = seed_stats(runs_b)
+    epochs = mean_a.index.intersection(mean_b.index)
+    se = np.sqrt(sd_a.loc[epochs] ** 2 / na + sd_b.loc[epochs] ** 2 / nb)
+    compare_frames(check, mean_a, mean_b, policy, 1, spread=se)
+    check.notes.append(f"mean over {na} and {nb} seeds")
+    return check
+
+
+def compare_published(run: str, runs: list[RunFiles], label: str, pub: published_figures.Published,
+                      policy: Policy) -> Check:
+    mean, sd, n = seed_stats(runs)
+    check = Check(run, sorted(r.seed for r in runs), label, "published", kind="published")
+    if mean.empty:
+        check.notes.append("no epoch figures logged yet")
+        return check
+    if pub.epochs is not None:
+        ref = pub.epochs.drop(columns="seconds")
+    else:
+        rows = {}
+        for metric, (value, epoch) in pub.final.items():
+            if metric in METRICS:
+                rows.setdefault(epoch if epoch is not None else int(mean.index.max()), {})[metric] = value
+        ref = pd.DataFrame.from_dict(rows, orient="index")
+    if ref.empty:
+        check.notes.append("no published figures to compare with")
+        return check
+    spread = sd * math.sqrt(1 + 1 / n) if n > 1 else None
+    compare_frames(check, mean, ref, policy, 1, samples={s: runs[0].samples(s) for s in ("train", "test", "valid")},
+                   spread=spread)
+    if n > 1:
+        check.notes.append(f"mean over {n} seeds")
+    return check
+
+
+# -- a sweep ---------------------------------------------------------------------------------
+
+def _load_sweep_file(target: str) -> sweeps.Sweep | None:
+    try:
+        return sweeps.load(target)
+    except ConfigError:
+        if str(target).endswith(".toml"):
+            raise
+        return None
+
+
+def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep | None]:
+    """(sweep name, its run folder, its sweep file) for a sweep name, a .toml path or a sweep folder."""
+    path = Path(target)
+    if path.is_dir() and any(path.glob("*/*/config.json")):
+        return path.name, path, _load_sweep_file(path.name)
+    sweep = _load_sweep_file(target)
+    name = sweep.name if sweep else path.stem
+    sweep_dir = Path(runs_dir) / name
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"no runs of sweep {name!r} in {sweep_dir}: run `python -m fluxlenet sweep {target}` "
+                          f"first, or give --runs-dir")
+    return name, sweep_dir, sweep
+
+
+def _runs_of(sweep_dir: Path) -> list[RunFiles]:
+    runs = load_sweep_dir(sweep_dir)
+    if not runs:
+        raise ConfigError(f"no runs yet in {sweep_dir} (no <run>/<backend>/config.json folders)")
+    return runs
+
+
+def _group(runs: list[RunFiles], label_of) -> dict[str, dict[str, list[RunFiles]]]:
+    groups: dict[str, dict[str, list[RunFiles]]] = {}
+    for r in runs:
+        groups.setdefault(r.run, {}).setdefault(label_of(r), []).append(r)
+    for sides in groups.values():
+        for runs_ in sides.values():
+            runs_.sort(key=lambda r: r.seed)
+    return groups
+
+
+def _order(groups: dict, sweep: sweeps.Sweep | None) -> dict:
+    names = [c.run for c in sweep.runs] if sweep else []
+    ordered = [n for n in names if n in groups] + sorted(n for n in groups if n not in names)
+    return {n: groups[n] for n in ordered}
+
+
+def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | None = None,
+                  against: str | Path | None = None) -> SweepResult:
+    """Compare Flux with PyTorch (or each backend with its twin under `against`) and with the published figures."""
+    policy = policy or Policy()
+    name, sweep_dir, sweep = locate(target, runs_dir)
+    runs = _runs_of(sweep_dir)
+    notes = []
+    if against is None:
+        groups = _order(_group(runs, lambda r: r.backend), sweep)
+        present = {r.backend for r in runs}
+        sides = list(BACKENDS) + sorted(present - set(BACKENDS))   # a backend not run is a column "not run"
+        pairs = [("flux", "torch")]
+        for backend in BACKENDS:
+            if backend not in present:
+                notes.append(f"{BACKEND_NAMES[backend]}: not run (no {backend} run folders in {sweep_dir})"
+                             + ("; Julia not available here" if backend == "flux" and not julia_found() else ""))
+        published_sides = [b for b in sides if b in present]
+    else:
+        other_dir = Path(against) / name
+        if not other_dir.is_dir():
+            raise ConfigError(f"no runs of sweep {name!r} in {other_dir} (--against {against})")
+        other = _runs_of(other_dir)
+        here, there = str(runs_dir), str(against)
+        groups = _group(runs, lambda r: f"{r.backend} ({here})")
+        for run_name, by_side in _group(other, lambda r: f"{r.backend} ({there})").items():
+            groups.setdefault(run_name, {}).update(by_side)
+        groups = _order(groups, sweep)
+        backends = sorted({r.backend for r in runs} | {r.backend for r in other})
+        pairs = [(f"{b} ({here})", f"{b} ({there})") for b in backends]
+        sides = [s for pair in pairs for s in pair]
+        published_sides = [p[0] for p in pairs]
+    return _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
+
+
+def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:
+    """Compare two run folders (`<run>/<backend>/`) directly."""
+    policy = policy or Policy()
+    ra, rb = load_run(dir_a), load_run(dir_b)
+    la, lb = (ra.backend, rb.backend) if ra.backend != rb.backend else (f"{ra.backend} ({dir_a})", f"{rb.backend} ({dir_b})")
+    groups = {ra.run: {la: [ra], lb: [rb]}}
+    # two folders of one run: pair them whatever their seeds
+    return _judge(f"{dir_a} vs {dir_b}", Path(dir_a), None, policy, groups, [la, lb], [(la, lb)], [], [],
+                  pair_any_seed=True)
+
+
+def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes,
+           pair_any_seed=False) -> SweepResult:
+    verdicts, pubs, mismatch = [], {}, {}
+    protocols = {c.run: c.to_dict() for c in sweep.runs} if sweep else {}
+    for run, by_side in groups.items():
+        verdict = RunVerdict(run)
+        for side, runs in by_side.items():
+            for r in runs:
+                if not r.finished:
+                    state = r.status.get("status", "new")
+                    reason = r.status.get("reason") or ""
+                    verdict.incomplete.append(f"{side} seed {r.seed}: {state}" + (f" ({reason})" if reason else ""))
+        for la, lb in pairs:
+            runs_a, runs_b = by_side.get(la, []), by_side.get(lb, [])
+            if runs_a and runs_b:
+                verdict.checks += compare_sides(run, runs_a, runs_b, (la, lb), policy, pair_any_seed)
+        pub = published_figures.find(sweep.published if sweep else None, run)
+        pubs[run] = pub
+        if pub is not None:
+            first = next(iter(by_side.values()))[0]
+            mismatch[run] = published_figures.mismatches(pub, first.config, protocols.get(run))
+            if not mismatch[run]:
+                for side in published_sides:
+                    if by_side.get(side):
+                        verdict.checks.append(compare_published(run, by_side[side], side, pub, policy))
+        verdict.incomplete += [n for c in verdict.checks for n in c.notes if n.startswith("compared up to")]
+        verdicts.append(verdict)
+    if sweep and sweep.published:
+        for reason in sorted({"; ".join(m) for m in mismatch.values() if m}):
+            notes.append(f"Published figures ({sweep.published}): do not apply, not compared: {reason}")
+        if not any(pubs.values()):
+            notes.append(f"Published figures ({sweep.published}): none found for these runs")
+    return SweepResult(name, Path(sweep_dir), sweep, policy, sides, groups, verdicts, pubs, mismatch, notes)
+
+
+def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False) -> list[Check]:
+    by_a = {r.seed: r for r in runs_a}
+    by_b = {r.seed: r for r in runs_b}
+    if pair_any_seed:
+        return [compare_pair(run, runs_a[0], runs_b[0], labels, policy)]
+    common = sorted(set(by_a) & set(by_b))
+    if not common:
+        check = Check(run, sorted(set(by_a) | set(by_b)), *labels, kind=None)
+        check.notes.append(f"not compared: no seed in common ({labels[0]}: {sorted(by_a)}, {labels[1]}: {sorted(by_b)})")
+        return [check]
+    kinds = {s: classify(by_a[s], by_b[s])[0] for s in common}
+    native = [s for s in common if kinds[s] == "native"]
+    checks = [compare_pair(run, by_a[s], by_b[s], labels, policy) for s in common
+              if not (kinds[s] == "native" and len(native) >= 2)]
+    if len(native) >= 2:
+        checks.append(compare_seeds(run, [by_a[s] for s in native], [by_b[s] for s in native], labels, policy))
+    return checks
+
+
+def julia_found() -> bool:
+    return shutil.which("julia") is not None
+
+
+__all__ = ["Break", "Check", "RunVerdict", "SweepResult", "classify", "compare_sweep", "compare_folders"]

@@ -1,0 +1,338 @@
+"""Parity: real small torch runs, and Flux runs made from them (Julia is not needed).
+
+A Flux run folder holds the very same files as a torch one, so a copy of a torch run with its
+backend renamed and some figures edited stands for a Flux run here.
+"""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fluxlenet.cli import main
+from fluxlenet.config import ConfigError
+from parity import Policy, compare_folders, compare_sweep, published
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
+SMALL = ["--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", str(DATA), "--train-size", "300",
+         "--test-size", "100", "--epochs", "1", "--trace-steps", "12"]
+
+
+def fluxlenet(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "fluxlenet", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def cli(capsys):
+    """`python -m fluxlenet ARGS` in this process (parity and report need no worker): (exit code, stdout, stderr)."""
+    def run(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The optimizer sweep (1 epoch, 300 / 100 Fashion-MNIST images) in runs folder a; b is a copy of a
+    whose NADAM run was removed and run again (the sweep skips the two finished runs)."""
+    if not (DATA / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"no Fashion-MNIST files in {DATA}")
+    root = tmp_path_factory.mktemp("parity")
+    done = fluxlenet("sweep", "optimizer", *SMALL, "--runs-dir", root / "a")
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copytree(root / "a", root / "b")
+    shutil.rmtree(root / "b" / "optimizer" / "NADAM-seed0")
+    done = fluxlenet("sweep", "optimizer", *SMALL, "--runs-dir", root / "b")
+    assert done.returncode == 0 and done.stdout.count("already done") == 2, done.stdout + done.stderr
+    return root
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_config(run_dir: Path, **changes) -> None:
+    path = run_dir / "config.json"
+    doc = json.loads(path.read_text())
+    doc["config"].update(changes)
+    path.write_text(json.dumps(doc))
+
+
+def as_flux(torch_dir: Path) -> Path:
+    """A Flux run made from a torch run: the same files, backend flux."""
+    flux_dir = copy_tree(torch_dir, torch_dir.parent / "flux")
+    edit_config(flux_dir, backend="flux")
+    return flux_dir
+
+
+def edit_log(run_dir: Path, epoch: int, **changes) -> None:
+    path = run_dir / "log.csv"
+    rows = list(csv.DictReader(path.open()))
+    for row in rows:
+        if int(row["epoch"]) == epoch:
+            for key, change in changes.items():
+                row[key] = repr(change(float(row[key])))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def edit_trace(run_dir: Path, step: int, factor: float) -> None:
+    path = run_dir / "trace.csv"
+    lines = path.read_text().splitlines()
+    out = [lines[0]]
+    for line in lines[1:]:
+        s, loss, checksum = line.split(",")
+        if int(s) == step:
+            loss = repr(float(loss) * factor)
+        out.append(f"{s},{loss},{checksum}")
+    path.write_text("\n".join(out) + "\n")
+
+
+# -- the torch trace ------------------------------------------------------------------------
+
+def test_trace_holds_the_loss_and_checksum_before_each_update(runs):
+    """trace.csv step s: the loss of batch s and the parameter sum, both before update s."""
+    import torch
+    import torch.nn.functional as F
+
+    from fluxlenet.backends.torch_backend import build_model, load_weights
+    from fluxlenet.config import RunConfig
+    from fluxlenet.data import load_dataset
+    from fluxlenet.init import epoch_permutation, initial_weights
+    from parity.runs import read_trace
+
+    folder = runs / "a" / "optimizer" / "ADAMW-seed0" / "torch"
+    trace = read_trace(folder / "trace.csv")
+    assert list(trace.index) == list(range(1, 11))  # 300 / 32 = 10 steps in the one epoch, all traced
+    cfg = RunConfig(**json.loads((folder / "config.json").read_text())["config"])
+    data = load_dataset("fashion-mnist", DATA, train_size=300, test_size=100, download=False, progress=False)
+    model = build_model(cfg.layers())
+    load_weights(model, initial_weights(cfg.layers(), cfg.seed))
+    # ADAMW_flux012 with its default decay 0, after WeightDecay(1e-6): Adam with coupled L2
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.eta, weight_decay=cfg.lambda_)
+    order = torch.from_numpy(epoch_permutation(cfg.seed, 1, 300))
+    x, y = torch.from_numpy(data.train_x)[order], torch.from_numpy(data.train_y)[order]
+    for step in range(1, 6):
+        with torch.no_grad():
+            checksum = float(sum(p.double().sum() for p in model.parameters()))
+        loss = F.cross_entropy(model(x[(step - 1) * 32:step * 32]), y[(step - 1) * 32:step * 32])
+        if step == 1:  # the initial weights and the first batch: exactly the same arithmetic
+            assert trace.loss[1] == loss.item() and trace.checksum[1] == checksum
+        assert trace.loss[step] == pytest.approx(loss.item(), rel=1e-5)
+        assert trace.checksum[step] == pytest.approx(checksum, rel=1e-6)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+# -- repeats and lockstep -------------------------------------------------------------------
+
+def test_two_torch_runs_with_the_same_seed_pass_with_zero_differences(cli, runs):
+    code, out, err = cli("parity", "optimizer", "--runs-dir", runs / "a", "--against", runs / "b")
+    assert code == 0, out + err
+    assert "Sweep optimizer: pass" in out and "repeat" in out
+    result = compare_sweep("optimizer", runs / "a", against=runs / "b")
+    checks = result.checks()
+    assert len(checks) == 3 and {c.kind for c in checks} == {"repeat"}
+    for check in checks:
+        assert check.status == "pass" and list(check.diffs.index) == [0, 1]
+        assert (check.diffs.abs().to_numpy() == 0).all()
+        assert len(check.steps) == 10 and (check.steps.rel == 0).all()
+
+
+def test_one_point_of_test_accuracy_fails_and_names_run_epoch_metric(cli, runs, tmp_path):
+    b = copy_tree(runs / "b", tmp_path / "b")
+    edit_log(b / "optimizer" / "NADAM-seed0" / "torch", 1, test_acc=lambda v: v + 1.0)
+    code, out, err = cli("parity", "optimizer", "--runs-dir", runs / "a", "--against", b)
+    assert code == 1, out + err
+    assert "NADAM seed 0, epoch 1, test_acc:" in out
+    assert "Sweep optimizer: FAIL (1 of 3 runs failed)" in out
+    # the tolerance is the user's to set, and the output shows the one in force
+    code, out, err = cli("parity", "optimizer", "--runs-dir", runs / "a", "--against", b, "--tolerance", "exact_acc=1.5")
+    assert code == 0 and "epoch figures |d| <= 1.5 points" in out
+
+
+def flux_sweep(runs: Path, tmp_path: Path, **config) -> Path:
+    """Sweep folder a with a Flux twin of every torch run."""
+    root = copy_tree(runs / "a", tmp_path / "fluxruns")
+    for run in (root / "optimizer").glob("*-seed0"):
+        if config:
+            edit_config(run / "torch", **config)
+        as_flux(run / "torch")
+    return root
+
+
+def test_flux_vs_torch_float32_lockstep_bands(cli, runs, tmp_path):
+    root = flux_sweep(runs, tmp_path)
+    flux = root / "optimizer" / "AdaBelief-seed0" / "flux"
+    edit_log(flux, 1, test_loss=lambda v: v * 1.01)          # within 2e-4 + 3% at epoch 1
+    edit_trace(flux, 10, 1 + 1e-4)                            # within 1e-6 + 5e-5 x 9
+    result = compare_sweep("optimizer", root)
+    assert result.status == "pass" and {c.kind for c in result.checks()} == {"lockstep"}
+    assert "Flux: not run" not in " ".join(result.notes)
+
+    edit_trace(flux, 3, 1 + 1e-3)                             # the band at step 3 is 1.01e-4
+    edit_log(flux, 0, test_acc=lambda v: v + 1.0)             # epoch 0: same weights, same figures
+    result = compare_sweep("optimizer", root)
+    verdict = next(v for v in result.verdicts if v.run == "AdaBelief")
+    assert verdict.status == "fail"
+    messages = " ".join(verdict.failures())
+    assert "step trace broke at step 3" in messages and "AdaBelief seed 0, epoch 0, test_acc" in messages
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root, "--steps", "4")
+    assert code == 1
+    assert "Step trace of AdaBelief seed 0: flux vs torch" in out and "<- first break" in out
+
+
+def test_float64_lockstep_is_held_to_machine_precision_and_names_the_step(runs, tmp_path):
+    root = flux_sweep(runs, tmp_path, precision="float64")
+    for run in (root / "optimizer").glob("*-seed0"):
+        edit_config(run / "flux", precision="float64")
+    result = compare_sweep("optimizer", root)
+    assert result.status == "pass" and {c.kind for c in result.checks()} == {"float64"}
+
+    flux = root / "optimizer" / "ADAMW-seed0" / "flux"
+    edit_trace(flux, 2, 1 + 1e-12)      # below 1e-10: rounding
+    edit_trace(flux, 6, 1 + 1e-8)       # a semantic difference
+    result = compare_sweep("optimizer", root)
+    check = next(c for c in result.checks() if c.run == "ADAMW")
+    assert check.status == "fail" and check.step_break.index == 6
+    assert "float64 lockstep broke at step 6" in check.messages()[0] and "not rounding" in check.messages()[0]
+
+    # epoch figures must be equal, as log.csv holds them
+    nadam = root / "optimizer" / "NADAM-seed0" / "flux"
+    edit_log(nadam, 1, train_loss=lambda v: v + 1e-4)
+    check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "NADAM")
+    assert check.first_break.index == 1 and check.first_break.metric == "train_loss"
+
+
+def test_two_run_folders_compare_directly(cli, runs, tmp_path):
+    torch_dir = runs / "a" / "optimizer" / "NADAM-seed0" / "torch"
+    flux_dir = as_flux(copy_tree(torch_dir, tmp_path / "NADAM" / "torch"))
+    result = compare_folders(flux_dir, torch_dir)
+    assert result.status == "pass" and result.checks()[0].kind == "lockstep"
+    code, out, err = cli("parity", torch_dir)
+    assert code == 2 and "--against" in err and len(err.strip().splitlines()) == 1
+
+
+def test_native_runs_and_seeds_are_judged_statistically(runs, tmp_path):
+    root = copy_tree(runs / "a", tmp_path / "native")
+    base = root / "optimizer" / "AdaBelief-seed0"
+    edit_config(base / "torch", mode="native")
+    as_flux(base / "torch")
+    edit_log(base / "flux", 1, test_acc=lambda v: v + 5.0)   # another RNG: within the sampling noise of 100 images
+    edit_log(base / "flux", 0, test_acc=lambda v: v + 30.0)  # other initial weights: epoch 0 is not judged
+    check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
+    assert check.kind == "native" and check.status == "pass" and list(check.diffs.index) == [1]
+
+    # three seeds a side: mean +- sd
+    shutil.copy(base / "torch" / "log.csv", base / "flux" / "log.csv")
+    rng = np.random.default_rng(0)
+    for seed in (1, 2):
+        folder = copy_tree(base, root / "optimizer" / f"AdaBelief-seed{seed}")
+        for side in ("torch", "flux"):
+            edit_config(folder / side, seed=seed)
+            edit_log(folder / side, 1, test_acc=lambda v: v + rng.normal(0, 2))
+    check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
+    assert check.kind == "seeds" and check.seeds == [0, 1, 2] and check.status == "pass"
+    for seed in (0, 1, 2):
+        edit_log(root / "optimizer" / f"AdaBelief-seed{seed}" / "flux", 1, test_acc=lambda v: v + 40)
+    check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
+    assert check.status == "fail" and check.first_break.metric == "test_acc"
+
+
+def test_a_run_that_stopped_early_is_incomplete_not_failed(cli, runs, tmp_path):
+    root = flux_sweep(runs, tmp_path)
+    flux = root / "optimizer" / "ADAMW-seed0" / "flux"
+    (flux / "log.csv").write_text("\n".join((flux / "log.csv").read_text().splitlines()[:2]) + "\n")  # epoch 0
+    (flux / "status.json").write_text(json.dumps({"status": "failed", "reason": "JuliaError: boom"}))
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert code == 0 and "Sweep optimizer: INCOMPLETE" in out
+    assert "incomplete: flux seed 0: failed (JuliaError: boom)" in out
+    assert "incomplete: compared up to epoch 0: torch went on to epoch 1" in out
+
+
+# -- published figures ----------------------------------------------------------------------
+
+def test_the_published_figures_and_their_semantic_notes():
+    pub = published.find("lenet-99-post/optimizer", "ADAMW")
+    assert pub.dataset == "mnist" and list(pub.epochs.index) == list(range(11))
+    assert pub.final_value("test_acc") == 99.05 and pub.final["test_acc"] == (99.05, 10)
+    assert any("identical, figure for figure, to its l2/1e-6 log" in n for n in pub.notes)
+    assert published.find("lenet-99-post/batchsize", "32").final_value("test_acc") == 98.94
+    assert published.find("lenet-variants-report/variants", "activation").final_value("test_acc") == 86.93
+    assert published.find("cifar-lr-homework/final", "final").dataset == "cifar10"
+    assert published.find("lenet-99-post/optimizer", "SGD") is None
+
+
+def post_protocol_run(runs: Path, tmp_path: Path, shift: float = 0.0) -> Path:
+    """A torch run of the post's protocol (full MNIST, 10 epochs) whose log is the post's l2/1e-6 log."""
+    root = copy_tree(runs / "a", tmp_path / "post")
+    folder = root / "optimizer" / "ADAMW-seed0" / "torch"
+    edit_config(folder, dataset="mnist", train_size=None, test_size=None, epochs=10)
+    doc = json.loads((folder / "config.json").read_text())
+    doc.update(train_samples=60000, test_samples=10000)
+    (folder / "config.json").write_text(json.dumps(doc))
+    blog = published.blog_logs()
+    rows = blog[(blog.sweep == "l2") & (blog.value == "1e-6")]
+    with (folder / "log.csv").open("w") as f:
+        f.write("epoch,train_loss,train_acc,test_loss,test_acc,valid_loss,valid_acc,seconds,lr,status\n")
+        for row in rows.itertuples():
+            test_acc = row.test_acc + (shift if row.epoch == 5 else 0.0)
+            f.write(f"{row.epoch},{row.train_loss},{row.train_acc},{row.test_loss},{test_acc},,,"
+                    f"{row.epoch_seconds if row.epoch else ''},0.0003,ok\n")
+    return root
+
+
+def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path):
+    result = compare_sweep("optimizer", runs / "a")
+    assert all("dataset fashion-mnist (published: mnist)" in " ".join(m) for m in result.published_mismatch.values())
+    assert not [c for c in result.checks() if c.kind == "published"]
+    assert result.status == "not compared"
+
+    root = post_protocol_run(runs, tmp_path)
+    result = compare_sweep("optimizer", root)
+    check = next(c for c in result.checks() if c.run == "ADAMW")
+    assert check.kind == "published" and check.status == "pass" and check.max_abs("test_acc") == 0
+
+    root = post_protocol_run(runs, tmp_path / "shifted", shift=-3.0)
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert code == 1
+    assert "ADAMW seed 0, epoch 5, test_acc: torch 95.76 vs published 98.76" in out
+
+
+# -- user mistakes --------------------------------------------------------------------------
+
+def test_user_mistakes_are_one_line(cli, runs, tmp_path):
+    for args, words in [(["parity", "optimizer", "--runs-dir", tmp_path], "no runs of sweep 'optimizer'"),
+                        (["parity", "nosuchsweep", "--runs-dir", runs / "a"], "no runs of sweep 'nosuchsweep'"),
+                        (["parity", "optimizer", "--runs-dir", runs / "a", "--tolerance", "acc=1"],
+                         "unknown tolerance 'acc'"),
+                        (["report", "optimizer", "--runs-dir", tmp_path], "no runs of sweep")]:
+        code, out, err = cli(*args)
+        assert code == 2 and words in err, err
+        assert len(err.strip().splitlines()) == 1
+    (tmp_path / "empty" / "optimizer").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no runs yet"):
+        compare_sweep("optimizer", tmp_path / "empty")
+
+
+def test_policy_overrides_from_a_file(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text("lockstep_acc_max = 1.0\nexact_trace_steps = 50\n")
+    policy = Policy().with_file(path).with_overrides("native_acc=0.5")
+    assert (policy.lockstep_acc_max, policy.exact_trace_steps, policy.native_acc) == (1.0, 50, 0.5)
+    assert policy.epoch_band("lockstep", "test_acc", 9, 98.0, 98.0) == 1.0
+    assert policy.trace_band("float64", 51) is None
+    with pytest.raises(ConfigError, match="must be a number >= 0"):
+        Policy().with_overrides("sigmas=-1")
