@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
 
     add_parity_parsers(sub)
+
+    sub.add_parser("setup-julia", help="download and precompile Julia and Flux for the Flux backend",
+                   description="Resolve and precompile the Julia side (Julia 1.10, Flux, Optimisers, BSON, "
+                               "ProgressMeter) through juliapkg; says what it downloads first. Minutes the "
+                               "first time; needs the network.")
+    sub.add_parser("doctor", help="versions of Python, torch, Julia and Flux, or why Julia is not available")
     return parser
 
 
@@ -305,7 +311,8 @@ def cmd_list(args, echo) -> int:
     echo("Sweeps (python -m fluxlenet sweep NAME):")
     for name in sweeps.builtin_names():
         sweep = sweeps.load(name)
-        echo(f"  {name:<16} {len(sweep.runs)} runs  {sweep.description.splitlines()[0] if sweep.description else ''}")
+        runs = f"{len(sweep.runs)} run{'s' if len(sweep.runs) != 1 else ''}"
+        echo(f"  {name:<16} {runs:<7} {sweep.description.splitlines()[0] if sweep.description else ''}")
     echo("Models (--model):")
     for name, spec in models.MODELS.items():
         echo(f"  {name:<16} {models.parameter_count(spec['layers']):>9,} params  {spec['description']}")
@@ -371,8 +378,27 @@ def cmd_report(args, echo) -> int:
     return 0
 
 
+# -- the Julia side ---------------------------------------------------------------------
+
+def cmd_setup_julia(args, echo) -> int:
+    from .julia_env import JuliaSetupError, setup_julia
+    try:
+        setup_julia(echo=echo)
+    except JuliaSetupError as e:
+        print(f"fluxlenet: error: {e}", file=sys.stderr)
+        return EXIT_NO_JULIA
+    return 0
+
+
+def cmd_doctor(args, echo) -> int:
+    from .julia_env import doctor_lines
+    for line in doctor_lines():
+        echo(line)
+    return 0
+
+
 COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "list": cmd_list, "data": cmd_data,
-            "parity": cmd_parity, "report": cmd_report}
+            "parity": cmd_parity, "report": cmd_report, "setup-julia": cmd_setup_julia, "doctor": cmd_doctor}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,167 @@
+# # Model and optimiser from specs
+#
+# A layer spec is a `Dict` with string keys, as in the Python package's `models.py`:
+#
+#     Dict("kind" => "conv", "kernel" => 5, "in" => 1, "out" => 6, "pad" => 0, "act" => "relu")
+#     Dict("kind" => "maxpool", "size" => 2)      # Flux MaxPool((k, k)): stride k, no padding
+#     Dict("kind" => "meanpool", "size" => 2)     # Flux MeanPool((k, k))
+#     Dict("kind" => "flatten")                   # Flux.flatten
+#     Dict("kind" => "dense", "in" => 256, "out" => 120, "act" => "relu")
+#     Dict("kind" => "dropout", "p" => 0.3)
+#
+# A rule spec names an Optimisers.jl rule and its fields, as in `optim_spec.py`:
+#
+#     Dict("rule" => "Adam", "eta" => 3e-4, "beta" => [0.9, 0.999], "epsilon" => 1e-8)
+#
+# and a vector of rule specs is an `OptimiserChain`, applied left to right.
+
+layerspec(pairs...) = Dict{String,Any}(pairs...)
+
+"""
+    LENET5
+
+The post's LeNet-5 (model zoo `conv_mnist.jl`) as layer specs: 44,426 parameters.
+"""
+const LENET5 = [
+    layerspec("kind" => "conv", "kernel" => 5, "in" => 1, "out" => 6, "pad" => 0, "act" => "relu"),
+    layerspec("kind" => "maxpool", "size" => 2),
+    layerspec("kind" => "conv", "kernel" => 5, "in" => 6, "out" => 16, "pad" => 0, "act" => "relu"),
+    layerspec("kind" => "maxpool", "size" => 2),
+    layerspec("kind" => "flatten"),
+    layerspec("kind" => "dense", "in" => 256, "out" => 120, "act" => "relu"),
+    layerspec("kind" => "dense", "in" => 120, "out" => 84, "act" => "relu"),
+    layerspec("kind" => "dense", "in" => 84, "out" => 10, "act" => "identity"),
+]
+
+const ACTIVATIONS = Dict("identity" => identity, "relu" => relu, "sigmoid" => sigmoid, "tanh" => tanh)
+
+function activation(spec)
+    name = get(spec, "act", "identity")
+    haskey(ACTIVATIONS, name) && return ACTIVATIONS[name]
+    known = join(sort!(collect(keys(ACTIVATIONS))), ", ")
+    throw(ArgumentError("unknown activation $(repr(name)); known: $known"))
+end
+
+"""
+    build_model(layers; weights = nothing, T = Float32) -> Chain
+
+The `Chain` for the layer specs `layers`. Without `weights`, conv and dense layers get Flux's
+own initialisation (`glorot_uniform` weights, zero biases) from the global RNG. With `weights`,
+a collection of `(weight, bias)` pairs in Flux layout, one per conv or dense layer in order
+(conv kernels `kW×kH×Cin×Cout`, dense weights `out×in`), the layers start from those.
+`T = Float64` gives an `f64` model.
+"""
+function build_model(layers; weights = nothing, T::Type{<:AbstractFloat} = Float32)
+    pending = weights === nothing ? nothing : collect(weights)
+    model = Chain([build_layer(spec, pending, T) for spec in layers]...)
+    if pending !== nothing && !isempty(pending)
+        throw(ArgumentError("$(length(pending)) more (weight, bias) pairs than conv and dense layers"))
+    end
+    return T === Float64 ? f64(model) : model
+end
+
+function build_layer(spec, pending, T)
+    kind = spec["kind"]
+    if kind == "conv"
+        k, cin, cout = spec["kernel"], spec["in"], spec["out"]
+        pad = get(spec, "pad", 0)
+        pending === nothing && return Conv((k, k), cin => cout, activation(spec); pad)
+        w, b = next_params!(pending, spec, (k, k, cin, cout), cout)
+        return Conv(Array{T}(w), Vector{T}(vec(b)), activation(spec); pad)
+    elseif kind == "dense"
+        nin, nout = spec["in"], spec["out"]
+        pending === nothing && return Dense(nin => nout, activation(spec))
+        w, b = next_params!(pending, spec, (nout, nin), nout)
+        return Dense(Matrix{T}(w), Vector{T}(vec(b)), activation(spec))
+    elseif kind == "maxpool"
+        return MaxPool((spec["size"], spec["size"]))
+    elseif kind == "meanpool"
+        return MeanPool((spec["size"], spec["size"]))
+    elseif kind == "flatten"
+        return Flux.flatten
+    elseif kind == "dropout"
+        return Dropout(Float64(spec["p"]))
+    end
+    throw(ArgumentError("unknown layer kind $(repr(kind)); known: conv, maxpool, meanpool, flatten, dense, dropout"))
+end
+
+function next_params!(pending, spec, wsize, nbias)
+    isempty(pending) && throw(ArgumentError("no (weight, bias) pair left for the layer $spec"))
+    w, b = popfirst!(pending)
+    size(w) == wsize || throw(DimensionMismatch("the layer $spec needs a weight of size $wsize, got $(size(w))"))
+    length(b) == nbias || throw(DimensionMismatch("the layer $spec needs $nbias biases, got $(length(b))"))
+    return w, b
+end
+
+"""
+    build_rule(rules) -> Optimisers.AbstractRule
+
+The optimisation rule for a vector of rule specs: the rule itself for one spec, else an
+`OptimiserChain` of them, left to right (the output of one is the gradient of the next).
+Missing fields take the defaults of Optimisers.jl (of Flux 0.12 for the `*_flux012` rules).
+"""
+function build_rule(rules::AbstractVector)
+    isempty(rules) && throw(ArgumentError("an optimiser needs at least one rule"))
+    built = [rule_from_spec(spec) for spec in rules]
+    return length(built) == 1 ? only(built) : OptimiserChain(built...)
+end
+
+function rule_from_spec(spec)
+    name = spec["rule"]
+    num(key, default) = Float64(get(spec, key, default))
+    function beta()
+        b = get(spec, "beta", (0.9, 0.999))
+        length(b) == 2 || throw(ArgumentError("rule $name: beta must be a pair, got $b"))
+        return (Float64(b[1]), Float64(b[2]))
+    end
+    name == "Descent" && return Descent(num("eta", 0.1))
+    name == "Momentum" && return Momentum(num("eta", 0.01), num("rho", 0.9))
+    name == "Nesterov" && return Nesterov(num("eta", 0.001), num("rho", 0.9))
+    name == "Adam" && return Adam(num("eta", 1e-3), beta(), num("epsilon", 1e-8))
+    name == "NAdam" && return NAdam(num("eta", 1e-3), beta(), num("epsilon", 1e-8))
+    name == "AdamW" && return AdamW(num("eta", 1e-3), beta(), num("lambda", 0.0), num("epsilon", 1e-8);
+                                    couple = Bool(get(spec, "couple", true)))
+    name == "AdaBelief" && return AdaBelief(num("eta", 1e-3), beta(), num("epsilon", 1e-16))
+    name == "WeightDecay" && return WeightDecay(num("lambda", 5e-4))
+    name == "ADAMW_flux012" && return ADAMW_flux012(num("eta", 1e-3), beta(), num("decay", 0.0))
+    name == "AdaBelief_flux012" && return AdaBelief_flux012(num("eta", 1e-3), beta())
+    throw(ArgumentError("unknown optimiser rule $(repr(name)); known: Descent, Momentum, Nesterov, " *
+                        "Adam, NAdam, AdamW, AdaBelief, WeightDecay, ADAMW_flux012, AdaBelief_flux012"))
+end
+
+rules_of(rule) = rule isa OptimiserChain ? rule.opts : (rule,)
+
+"""
+    learning_rate(rule) -> Float64 or nothing
+
+The one `eta` of `rule` (or of the rules of a chain); `nothing` when there is none, an error when
+there are several (a schedule scales one learning rate).
+"""
+function learning_rate(rule)
+    etas = [r.eta for r in rules_of(rule) if hasproperty(r, :eta)]
+    isempty(etas) && return nothing
+    length(etas) == 1 || throw(ArgumentError("the chain $rule has $(length(etas)) learning rates; a schedule needs one"))
+    return Float64(only(etas))
+end
+
+"""
+    lr_factor(step, steps_per_epoch; warmup_epochs = 0, milestones = Int[], gamma = 0.1)
+
+Multiplier of eta for optimiser step `step` (0-based, counted over the whole run): a linear
+warm-up `(step + 1) / (warmup_epochs * steps_per_epoch)` up to 1, times `gamma` for each
+milestone epoch already completed (as torch's MultiStepLR stepped once per epoch). The same
+formula as `fluxlenet.optim_spec.lr_factor`.
+"""
+function lr_factor(step::Integer, steps_per_epoch::Integer; warmup_epochs = 0.0, milestones = Int[], gamma = 0.1)
+    factor = 1.0
+    if warmup_epochs > 0
+        factor = min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch))
+    end
+    completed_epochs = step ÷ steps_per_epoch
+    for m in milestones
+        if completed_epochs >= m
+            factor *= gamma
+        end
+    end
+    return factor
+end

@@ -1,0 +1,468 @@
+"""What the Flux worker hands to Julia, checked without Julia.
+
+The layout conversions (fluxlenet.backends.flux_layout) are checked by computing, in NumPy, what
+Flux computes: the arrays are reinterpreted the way Julia reads memory (column-major), convolved
+the way NNlib's `conv` does (a true convolution: the kernel flipped), flattened the way
+`Flux.flatten` does, and compared with torch on the original, torch-layout weights.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from fluxlenet import init, julia_env, models, optim_spec
+from fluxlenet.backends import flux_layout as fl
+from fluxlenet.config import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+JULIA_SRC = ROOT / "julia" / "src"
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+# ------------------------------------------------------------------ Flux, in NumPy, on Julia-ordered arrays
+
+
+def flux_conv(x, w, b, pad):
+    """NNlib conv with flipkernel=false on x (W, H, C, N) and w (kW, kH, Cin, Cout): a true convolution."""
+    kw, kh = w.shape[:2]
+    xp = np.pad(x, ((pad, pad), (pad, pad), (0, 0), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kw, kh), axis=(0, 1))  # (W', H', C, N, kW, kH)
+    flipped = w[::-1, ::-1]
+    return np.einsum("ijcnpq,pqco->ijon", windows, flipped) + b[None, None, :, None]
+
+
+def flux_pool(x, k, reduce):
+    W, H = (x.shape[0] // k) * k, (x.shape[1] // k) * k
+    x = x[:W, :H].reshape(W // k, k, H // k, k, *x.shape[2:])
+    return reduce(reduce(x, axis=3), axis=1)
+
+
+def flux_flatten(x):
+    """Flux.flatten: reshape to (features, N) in column-major order."""
+    return x.reshape(-1, x.shape[-1], order="F")
+
+
+ACT = {"identity": lambda z: z, "relu": lambda z: np.maximum(z, 0),
+       "sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}
+
+
+def flux_forward(layers, julia_params, x):
+    """The Chain of FluxLeNet.build_model, on (W, H, C, N) input and Julia-ordered parameters."""
+    params = iter(julia_params)
+    for layer in layers:
+        kind = layer["kind"]
+        if kind == "conv":
+            w, b = next(params), next(params)
+            x = ACT[layer["act"]](flux_conv(x, w, b, layer["pad"]))
+        elif kind == "dense":
+            w, b = next(params), next(params)
+            x = ACT[layer["act"]](w @ x + b[:, None])
+        elif kind == "maxpool":
+            x = flux_pool(x, layer["size"], np.max)
+        elif kind == "meanpool":
+            x = flux_pool(x, layer["size"], np.mean)
+        elif kind == "flatten":
+            x = flux_flatten(x)
+        elif kind == "dropout":
+            pass  # inactive outside a gradient in Flux 0.16
+    return x
+
+
+def torch_forward(layers, params, x_nchw):
+    acts = {"identity": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+    x = torch.from_numpy(x_nchw)
+    params = iter(params)
+    for layer in layers:
+        kind = layer["kind"]
+        if kind == "conv":
+            w, b = next(params)
+            x = acts[layer["act"]](F.conv2d(x, torch.from_numpy(w), torch.from_numpy(b), padding=layer["pad"]))
+        elif kind == "dense":
+            w, b = next(params)
+            x = acts[layer["act"]](F.linear(x, torch.from_numpy(w), torch.from_numpy(b)))
+        elif kind == "maxpool":
+            x = F.max_pool2d(x, layer["size"])
+        elif kind == "meanpool":
+            x = F.avg_pool2d(x, layer["size"])
+        elif kind == "flatten":
+            x = x.flatten(1)
+    return x.numpy()
+
+
+def as_julia(arr: np.ndarray) -> np.ndarray:
+    """The array Julia builds from a view we pass: NumPy index order kept, memory copied column-major."""
+    return np.asfortranarray(arr)
+
+
+# ------------------------------------------------------------------ conv kernels and data
+
+
+@pytest.mark.parametrize("k,cin,cout,pad", [(5, 1, 6, 0), (5, 1, 6, 2), (3, 3, 4, 1), (2, 2, 3, 0), (7, 2, 2, 3)])
+def test_conv_kernel_conversion_matches_torch(k, cin, cout, pad):
+    rng = np.random.default_rng(k * 100 + cin * 10 + pad)
+    wt = rng.standard_normal((cout, cin, k, k))
+    bias = rng.standard_normal(cout)
+    x = rng.standard_normal((3, cin, 11, 9))  # non-square, to tell W from H
+    # the memory Julia will hold, reinterpreted as Julia reads it (column-major)
+    w_flux = fl.from_julia_memory(fl.conv_weight_memory(wt), (k, k, cin, cout))
+    assert np.array_equal(w_flux, fl.conv_weight_to_flux(wt))  # the view we pass indexes the same
+    x_julia = fl.from_julia_memory(x, x.shape[::-1])
+    assert np.array_equal(x_julia, fl.julia_view(x))
+    got = flux_conv(x_julia, w_flux, bias, pad)
+    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(bias), padding=pad).numpy()
+    assert got.shape == want.shape[::-1]
+    np.testing.assert_allclose(got, want.transpose(), rtol=1e-12, atol=1e-12)
+
+
+def test_without_the_flip_it_would_be_wrong():
+    rng = np.random.default_rng(0)
+    wt, x = rng.standard_normal((2, 1, 3, 3)), rng.standard_normal((1, 1, 6, 6))
+    unflipped = np.ascontiguousarray(wt).transpose()  # reversed axes, no flip
+    got = flux_conv(fl.julia_view(x), unflipped, np.zeros(2), 0)
+    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(wt)).numpy().transpose()
+    assert not np.allclose(got, want)
+
+
+def test_data_layout_fortran_view_is_julia_whcn():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)  # (N, C, H, W)
+    v = fl.julia_view(x)
+    assert v.shape == (5, 4, 3, 2) and v.flags.f_contiguous and np.shares_memory(v, x)
+    jl = fl.from_julia_memory(x, (5, 4, 3, 2))  # Julia's (W, H, C, N) over the same bytes
+    for n, c, h, w in [(0, 0, 0, 0), (1, 2, 3, 4), (0, 1, 2, 3), (1, 0, 3, 1)]:
+        assert v[w, h, c, n] == x[n, c, h, w] == jl[w, h, c, n]
+    # a non-contiguous input is made contiguous first, so the view is still Julia-ordered
+    sliced = x[:, :, ::-1]
+    assert np.array_equal(fl.julia_view(sliced), fl.from_julia_memory(np.ascontiguousarray(sliced), (5, 4, 3, 2)))
+
+
+def test_flatten_order_is_torch_flatten():
+    x = np.arange(2 * 16 * 4 * 4, dtype=np.float64).reshape(2, 16, 4, 4)  # (N, C, H, W)
+    features = flux_flatten(fl.julia_view(x))  # (256, N)
+    np.testing.assert_array_equal(features.T, torch.from_numpy(x).flatten(1).numpy())
+    # feature w + 4h + 16c (0-based), as the semantics note says
+    assert features[1 + 4 * 2 + 16 * 3, 1] == x[1, 3, 2, 1]
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5-1998", "lenet-16-32", "cifar-cnn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_whole_models_agree_with_torch(name, dtype):
+    model = models.get_model(name)
+    layers = model["layers"]
+    params = init.initial_weights(layers, seed=3, dtype=dtype)
+    julia_params = [as_julia(a) for a in fl.flux_params(params)]
+    x = np.random.default_rng(1).random((4, *model["input"])).astype(dtype)
+    got = flux_forward(layers, julia_params, as_julia(fl.julia_view(x)))  # (10, N)
+    want = torch_forward(layers, params, x)  # (N, 10)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got.T, want, rtol=tol, atol=tol)
+
+
+def test_flux_params_shapes_and_order():
+    layers = models.get_model("lenet5")["layers"]
+    params = init.initial_weights(layers, seed=0)
+    flat = fl.flux_params(params)
+    assert [a.shape for a in flat] == [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (120, 256), (120,),
+                                       (84, 120), (84,), (10, 84), (10,)]
+    assert flat[0].flags.f_contiguous and flat[4].flags.c_contiguous
+    assert all(a.dtype == np.float32 for a in flat)
+    assert sum(a.size for a in flat) == models.parameter_count(layers) == 44_426
+
+
+def test_permutation_matrix_columns_are_the_epoch_permutations():
+    p = fl.permutation_matrix(seed=7, epochs=3, n=50)
+    assert p.shape == (50, 3) and p.dtype == np.int32 and p.flags.f_contiguous
+    for e in (1, 2, 3):
+        np.testing.assert_array_equal(p[:, e - 1], init.epoch_permutation(7, e, 50))
+    assert sorted(p[:, 0]) == list(range(50))  # 0-based; Julia adds 1
+
+
+# ------------------------------------------------------------------ the job document
+
+
+def julia_sources() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(JULIA_SRC.glob("*.jl")))
+
+
+def config(**changes) -> RunConfig:
+    base = dict(model="lenet5", optimizer="Adam", eta=3e-4, lambda_=1e-6, epochs=3, steps=None,
+                warmup_epochs=0.5, milestones=[2], trace_steps=5)
+    return RunConfig(**{**base, **changes}).validate()
+
+
+def test_job_spec_is_json_and_toml_ready(tmp_path):
+    cfg = config()
+    job = fl.job_spec(cfg, savepath=str(tmp_path / "run \"x\" ü"), progress=True)
+    assert json.loads(json.dumps(job)) == job
+    assert tomllib.loads(fl.to_toml(job)) == job  # what Julia's TOML.parse reads back
+    assert job["layers"] == cfg.layers() and job["rules"] == cfg.optimiser_chain()
+    assert job["rules"][0] == {"rule": "WeightDecay", "lambda": 1e-6}
+    assert "steps" not in job  # no budget: TOML has no null, so the key is absent
+    assert tomllib.loads(fl.job_toml(cfg.replace(steps=1000), "runs/x"))["steps"] == 1000
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_round_trips_through_toml(name):
+    cfg = RunConfig(model=name, dataset="cifar10" if name == "cifar-cnn" else "mnist").validate()
+    job = fl.job_spec(cfg, savepath="runs")
+    assert tomllib.loads(fl.to_toml(job)) == job
+
+
+def test_toml_writer_floats_round_trip_exactly():
+    values = [3e-4, 1e-8, 1e-16, 0.1, 1.0, 0.9, 0.999, 123456789.123, 5e-324, 1e300, 2.0 ** -30]
+    back = tomllib.loads(fl.to_toml({"x": values, "y": 1e-06}))
+    assert back["x"] == values and back["y"] == 1e-06
+    with pytest.raises(ValueError):
+        fl.to_toml({"a": None})
+    with pytest.raises(ValueError):
+        fl.to_toml({"a": {"nested": 1}})
+    with pytest.raises(ValueError):
+        fl.to_toml({"bad key": 1})
+
+
+def test_the_julia_side_reads_every_key_we_write():
+    """args_from_job (julia/src/bridge.jl) reads exactly the keys flux_layout writes."""
+    bridge = (JULIA_SRC / "bridge.jl").read_text(encoding="utf-8")
+    body = bridge[bridge.index("function args_from_job"):bridge.index("function run_job")]
+    read = set(re.findall(r'job\["(\w+)"\]', body)) | set(re.findall(r'haskey\(job, "(\w+)"\)', body))
+    read |= set(re.findall(r'job\["(\w+)"\]', bridge[bridge.index("function run_job"):]))
+    assert read == set(fl.JOB_KEYS)
+    job = fl.job_spec(config(steps=10), savepath="runs")
+    assert set(job) == set(fl.JOB_KEYS)
+
+
+def test_the_julia_side_knows_every_layer_rule_and_activation():
+    src = julia_sources()
+    for kind in models.LAYER_KINDS:
+        assert f'kind == "{kind}"' in src, kind
+    for act in models.ACTIVATIONS:
+        assert f'"{act}" =>' in src, act
+    rule_names = set(re.findall(r'name == "(\w+)" && return', src))
+    assert rule_names == set(optim_spec.OPTIMISERS) | {"WeightDecay"}
+    # every field a rule dict carries is read on the Julia side
+    for name in optim_spec.OPTIMISERS:
+        for key in optim_spec.make_rule(name, 1e-3, 1e-4).keys() - {"rule"}:
+            assert f'"{key}"' in src, (name, key)
+
+
+def test_the_julia_schedule_is_the_python_formula():
+    """lr_factor in specs.jl is the same expression as optim_spec.lr_factor (runtests.jl checks values)."""
+    src = (JULIA_SRC / "specs.jl").read_text(encoding="utf-8")
+    assert "factor = min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch))" in src
+    assert "completed_epochs = step ÷ steps_per_epoch" in src and "factor *= gamma" in src
+    tests = (ROOT / "julia" / "test" / "runtests.jl").read_text(encoding="utf-8")
+    checked = re.findall(r"@test lr_factor\((\d+), (\d+); ([^)]*)\) == ([\d.]+)", tests)
+    assert len(checked) >= 5
+    for step, spe, kwargs, expected in checked:
+        # these Julia keyword arguments read as Python ones once [a, b] becomes (a, b,)
+        kw = eval(f"dict({kwargs.replace('[', '(').replace(']', ',)')})", {"__builtins__": {}}, {"dict": dict})
+        assert optim_spec.lr_factor(int(step), int(spe), **kw) == float(expected), (step, spe, kwargs)
+
+
+# ------------------------------------------------------------------ packaging of the Julia side
+
+
+def test_declared_julia_packages_agree():
+    """fluxlenet/juliapkg.json and julia/Project.toml name the same packages with the same UUIDs."""
+    pkg = json.loads((ROOT / "fluxlenet" / "juliapkg.json").read_text(encoding="utf-8"))
+    project = tomllib.loads((ROOT / "julia" / "Project.toml").read_text(encoding="utf-8"))
+    assert {k: v["uuid"] for k, v in pkg["packages"].items()} == project["deps"]
+    for name, entry in pkg["packages"].items():
+        if "version" in entry:
+            assert entry["version"] == project["compat"][name], name
+    assert pkg["julia"] == project["compat"]["julia"] == "~1.10"
+    uuid = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    assert uuid.match(project["uuid"]) and project["name"] == "FluxLeNet"
+    assert project["compat"]["Flux"] == "0.16" and project["compat"]["Optimisers"] == "0.4"
+
+
+def test_julia_sources_are_found():
+    assert julia_env.julia_source_file() == ROOT / "julia" / "src" / "FluxLeNet.jl"
+
+
+def test_flux_backend_imports_juliacall_first():
+    tree = ast.parse((ROOT / "fluxlenet" / "backends" / "flux.py").read_text(encoding="utf-8"))
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    first = imports[0]
+    assert isinstance(first, ast.Import) and [a.name for a in first.names] == ["juliacall"]
+    assert tree.body.index(first) <= 1  # after the docstring, before anything else
+
+
+# ------------------------------------------------------------------ julia_env, without Julia
+
+
+def test_julia_status_is_fast_and_says_what_to_do():
+    started = time.perf_counter()
+    ready, reason = julia_env.julia_status()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, f"julia_status took {elapsed:.2f} s"
+    assert isinstance(ready, bool) and reason
+    if not ready:
+        assert "Julia" in reason and "python -m fluxlenet setup-julia" in reason
+
+
+def test_imports_that_must_not_load_julia():
+    code = ("import sys\n"
+            "import fluxlenet.cli, fluxlenet.worker, fluxlenet.backends.flux_layout, fluxlenet.julia_env\n"
+            "fluxlenet.julia_env.julia_status()\n"
+            "bad = [m for m in ('juliacall', 'torch') if m in sys.modules]\n"
+            "print('LOADED', bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_setup_julia_fails_fast_without_network(monkeypatch):
+    ready, _ = julia_env.julia_status()
+    if ready:
+        pytest.skip("Julia is set up here; the offline failure path is for machines without it")
+    monkeypatch.setattr(julia_env, "_find_julia", lambda compat, state: None)
+    monkeypatch.setattr(julia_env, "network_reachable", lambda *a, **k: (False, "pkg.julialang.org: unreachable"))
+    calls = []
+    monkeypatch.setattr(julia_env.subprocess, "run", lambda *a, **k: calls.append(a))
+    said = []
+    started = time.perf_counter()
+    with pytest.raises(julia_env.JuliaSetupError, match=r"no network.*Julia.*setup-julia"):
+        julia_env.setup_julia(echo=said.append)
+    assert time.perf_counter() - started < 5 and not calls  # nothing started, nothing downloaded
+    assert any("Flux 0.16" in line for line in said)  # it said what it would fetch
+
+
+def test_network_probe_is_bounded():
+    started = time.perf_counter()
+    ok, why = julia_env.network_reachable(hosts=("invalid.invalid",), timeout_s=1.0)
+    assert time.perf_counter() - started < 3.5
+    assert not ok and why
+
+
+def test_doctor_lines_without_julia():
+    lines = julia_env.doctor_lines()
+    text = "\n".join(lines)
+    assert lines[0].startswith("Python ") and "numpy" in text and "juliacall" in text
+    ready, reason = julia_env.julia_status()
+    if not ready:
+        assert f"Julia: not available: {reason}" in lines
+
+
+# ------------------------------------------------------------------ the Python glue, with Julia stood in for
+
+
+class _StandInJulia:
+    """Plays FluxLeNet.run_job's part: checks what it is handed, then drives the callbacks as Julia does."""
+
+    class JuliaError(Exception):
+        def __init__(self, exception):
+            super().__init__(exception)
+            self.exception = exception
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.calls = []
+        self.Main = self
+        self.FluxLeNet = self
+
+    # juliacall.Main
+    def include(self, path):
+        assert path.endswith("FluxLeNet.jl")
+
+    def seval(self, code):
+        return {"Main.FluxLeNet": self, "Main.FluxLeNet.set_threads!": lambda n: (1, n)}[code]
+
+    def sprint(self, f, exception):
+        return f"ArgumentError: {exception}\nStacktrace:\n [1] somewhere"
+
+    showerror = object()
+
+    # FluxLeNet
+    def versions(self):
+        return ("1.10.5", "0.16.10", "0.4.8", "0.3.9")
+
+    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
+                *weights):
+        spec = tomllib.loads(job)
+        self.calls.append((spec, xtrain, ytrain, xtest, perms, weights))
+        if self.fail:
+            raise self.JuliaError("unknown activation \"swish\"")
+        started(0)
+        report(0, 2.30259, 9.87654321, 2.3, 10.0, None, None, None, 3e-4)
+        for step in range(1, spec["trace_steps"] + 1):
+            trace(step, 2.3 - step / 100, 1.5)
+        poll()
+        report(1, 0.5, 90.12345, float("nan"), 80.0, None, None, 1.25, 3e-4)
+        return "diverged"
+
+
+def _load_flux_backend(monkeypatch, julia):
+    import importlib
+    fake = type(sys)("juliacall")
+    fake.Main, fake.JuliaError, fake.__version__ = julia, julia.JuliaError, "0.9.37"
+    monkeypatch.setitem(sys.modules, "juliacall", fake)
+    monkeypatch.delitem(sys.modules, "fluxlenet.backends.flux", raising=False)
+    module = importlib.import_module("fluxlenet.backends.flux")
+    monkeypatch.delitem(sys.modules, "fluxlenet.backends.flux")  # the next import is a fresh one
+    return module
+
+
+def _tiny_dataset(n=40, ntest=16):
+    from fluxlenet.data import Dataset
+    rng = np.random.default_rng(0)
+    return Dataset(rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n),
+                   rng.random((ntest, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, ntest))
+
+
+def test_flux_backend_glue_with_a_stand_in_julia(monkeypatch, tmp_path):
+    from fluxlenet.runlog import RunLog, read_log_rows
+    julia = _StandInJulia()
+    flux = _load_flux_backend(monkeypatch, julia)
+    cfg = RunConfig(backend="flux", epochs=2, batchsize=16, trace_steps=3, threads=2, seed=5).validate()
+    log = RunLog(tmp_path, echo=lambda line: None)
+    assert flux.versions(cfg)["Flux"] == "0.16.10" and flux.device_name(cfg) == "cpu: Julia 1 thread, BLAS 2 threads"
+    assert flux.train(cfg, _tiny_dataset(), log) == "diverged"
+
+    spec, xtrain, ytrain, xtest, perms, weights = julia.calls[0]
+    assert spec["savepath"] == str(tmp_path) and spec["mode"] == "lockstep" and spec["rules"] == cfg.optimiser_chain()
+    assert xtrain.shape == (28, 28, 1, 40) and xtrain.flags.f_contiguous and ytrain.dtype == np.int64
+    assert perms.shape == (40, cfg.total_epochs(40)) and len(weights) == 10
+    np.testing.assert_array_equal(weights[0], fl.conv_weight_to_flux(init.initial_weights(cfg.layers(), 5)[0][0]))
+    rows = read_log_rows(tmp_path)
+    assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["train_acc"] == 9.8765 and rows[1]["status"] == "diverged"
+    assert rows[1]["seconds"] == 1.25 and rows[0]["lr"] == 3e-4
+    console = (tmp_path / "console.log").read_text().splitlines()
+    assert console[0] == "Epoch: 0   Train: (loss = 2.3026, acc = 9.8765)   Test: (loss = 2.3, acc = 10.0)"
+    trace = (tmp_path / "trace.csv").read_text().splitlines()
+    assert trace[0] == "step,loss,checksum" and len(trace) == 4 and trace[1].startswith("1,2.29,")
+
+
+def test_flux_backend_native_mode_hands_no_lockstep_inputs(monkeypatch, tmp_path):
+    from fluxlenet.runlog import RunLog
+    julia = _StandInJulia()
+    flux = _load_flux_backend(monkeypatch, julia)
+    cfg = RunConfig(backend="flux", mode="native", precision="float64", epochs=1).validate()
+    flux.train(cfg, _tiny_dataset(), RunLog(tmp_path, echo=lambda line: None))
+    spec, _, _, _, perms, weights = julia.calls[0]
+    assert perms is None and weights == () and spec["precision"] == "float64"
+
+
+def test_a_julia_error_becomes_one_readable_line(monkeypatch, tmp_path):
+    from fluxlenet.runlog import RunLog
+    flux = _load_flux_backend(monkeypatch, _StandInJulia(fail=True))
+    cfg = RunConfig(backend="flux", epochs=1).validate()
+    with pytest.raises(flux.FluxError, match=r'^Julia: ArgumentError: unknown activation "swish"$'):
+        flux.train(cfg, _tiny_dataset(), RunLog(tmp_path, echo=lambda line: None))
+    with pytest.raises(flux.FluxError, match="CPU only"):
+        flux.device_name(cfg.replace(device="cuda"))
