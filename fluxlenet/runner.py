@@ -29,7 +29,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 from .fsutil import check_writable, read_json
 from .runlog import FINAL_STATES, read_status
-from .worker import run_is_busy, worker_main, write_config
+from .worker import JOBS_ENV, run_is_busy, worker_main, write_config
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
 BUSY_WAIT_S = 60.0   # how long a rerun waits for a worker of a killed sweep to go
@@ -172,6 +172,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Ta
     results: dict[str, list[Task]] = {}
     commit = git_commit()
     _wait_until_free(tasks, echo)
+    os.environ[JOBS_ENV] = str(jobs)  # inherited by the workers: labelled lines, no progress bars when > 1
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
     try:
         while pending or running:

@@ -35,6 +35,7 @@ from . import faults
 from .fsutil import atomic_write_json, atomic_write_text, read_json, remove_temporaries
 
 RUN_LOCK = ".worker.lock"
+JOBS_ENV = "FLUXLENET_JOBS"  # set by the sweep process: how many runs go at once
 LOCK_WAIT_S = 60.0
 EXIT_INTERRUPTED = 130
 _PR_SET_PDEATHSIG = 1
@@ -127,6 +128,22 @@ def _thread_lock_for_tqdm() -> None:
     tqdm.set_lock(threading.RLock())
 
 
+def parallel_jobs() -> int:
+    """How many runs the sweep runs at once (1 when not told)."""
+    try:
+        return max(1, int(os.environ.get(JOBS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def _console_echo(config: dict, backend: str):
+    """With runs in parallel, each printed line starts with its run (console.log keeps it plain)."""
+    if parallel_jobs() <= 1:
+        return None
+    prefix = f"[{config.get('run')} seed {config.get('seed')} {backend}]"
+    return lambda line: print(f"{prefix} {line}", flush=True)
+
+
 def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None = None) -> None:
     _die_with_parent(parent_pid or os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -143,7 +160,7 @@ def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None
         remove_temporaries(run_dir)
         (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
         from .runlog import RunLog
-        log = RunLog(run_dir)
+        log = RunLog(run_dir, echo=_console_echo(config, backend))
         log.set_status("running", pid=os.getpid())
         impl = backend_module(backend)
         from .config import RunConfig

@@ -112,6 +112,14 @@ class ChainOptimiser(torch.optim.Optimizer):
     def lr_factor(self) -> float:
         return self.param_groups[0]["lr_factor"]
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's zero_grad; set_to_none (the default) without its per-call profiler scope."""
+        if not set_to_none:
+            return super().zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -119,6 +127,8 @@ class ChainOptimiser(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            if self._step_flat(group):
+                continue
             chain = group["chain"]
             buckets: dict[tuple, list] = {}
             for p in group["params"]:
@@ -138,6 +148,30 @@ class ChainOptimiser(torch.optim.Optimizer):
                 self._step_bucket(params, chain, group["lr_factor"], _NP_DTYPES[dtype])
         return loss
 
+    def _step_flat(self, group: dict) -> bool:
+        """One step of `group` on whole-group buffers, when its parameters lie back to back in one
+        storage (see `flatten_parameters`): every operation is then one tensor op over all the
+        parameters instead of a _foreach over each of them. The same operations in the same order,
+        elementwise, so the same bits. Returns False (nothing done) where that layout is not there."""
+        plans = self.__dict__.setdefault("_flat_plans", {})
+        plan = plans.get(id(group))
+        if plan is None or not plan.fits(group, self.state):
+            plan = _FlatPlan.build(group, self.state)
+            if plan is None:
+                plans.pop(id(group), None)
+                return False
+            plans[id(group)] = plan
+        params = group["params"]
+        g = torch.cat([p.grad.reshape(-1) for p in params], out=plan.grad)
+        chain, T = group["chain"], plan.T
+        st = plan.pseudo_state(self.state)
+        dx = [g]
+        for i, rule in enumerate(chain):
+            dx = _APPLY[rule["rule"]](rule, i, T, group["lr_factor"], plan.xs, dx, [st])
+        torch._foreach_sub_(plan.xs, dx)
+        plan.store_beta_t(st, self.state)
+        return True
+
     def _step_bucket(self, xs: list, chain: list[dict], factor: float, T) -> None:
         states = [self.state[p] for p in xs]
         dx = [p.grad for p in xs]  # never written to: every rule returns new tensors (or its state)
@@ -149,6 +183,133 @@ class ChainOptimiser(torch.optim.Optimizer):
 def build_optimiser(params, chain: list[dict]) -> ChainOptimiser:
     """The optimiser for `chain` (as made by `optim_spec.optimiser_chain`)."""
     return ChainOptimiser(params, chain)
+
+
+def flatten_parameters(params) -> torch.Tensor:
+    """Move `params` (same dtype and device) into one contiguous buffer, in order, each parameter
+    becoming a view of it; values unchanged. Returns the buffer.
+
+    ChainOptimiser then steps them all with one tensor op per operation of the rule (the same
+    arithmetic, element by element), which on a CPU costs a fraction of one op per parameter."""
+    params = list(params)
+    if not params:
+        raise ValueError("no parameters to flatten")
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1) for p in params])
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = flat[offset:offset + n].view(p.shape)
+            p.grad = None
+            offset += n
+    return flat
+
+
+class _FlatPlan:
+    """What a flat step of one param group needs: the buffers, checked cheaply on every step."""
+
+    def __init__(self, group, state, x, T, keys, beta_keys):
+        params = group["params"]
+        self.group = group
+        self.ptrs = [p.data_ptr() for p in params]
+        self.xs = [x]
+        self.T = T
+        self.grad = torch.empty_like(x)
+        self.keys = keys  # state tensor keys, e.g. "0.m", "0.v"
+        self.beta_keys = beta_keys
+        self.flat_state = {k: _flat_view([state[p][k] for p in params], x) for k in keys}
+        self.state = state
+        self.dicts = [state[p] for p in params]
+        self.views = [[(k, state[p][k]) for k in keys] for p in params]
+
+    @staticmethod
+    def build(group, state) -> "_FlatPlan | None":
+        params, chain = group["params"], group["chain"]
+        if not params or any(p.grad is None or p.grad.is_sparse for p in params):
+            return None
+        p0 = params[0]
+        if p0.dtype not in _NP_DTYPES or any(p.dtype != p0.dtype or p.device != p0.device for p in params):
+            return None
+        x = _flat_view(params)
+        if x is None:
+            return None
+        states = [state[p] for p in params]
+        if all(not st for st in states):
+            # fresh state, allocated as views of one zeroed buffer per key
+            probe: dict = {}
+            _init_state(probe, p0, chain)
+            keys = [k for k, v in probe.items() if torch.is_tensor(v)]
+            buffers = {k: torch.zeros_like(x) for k in keys}
+            offset = 0
+            for p, st in zip(params, states):
+                n = p.numel()
+                _init_state(st, p, chain)  # beta_t and keys exactly as the per-parameter path
+                for k in keys:
+                    st[k] = buffers[k][offset:offset + n].view(p.shape)
+                offset += n
+        elif any(not st for st in states) or len({_beta_t_key(st, chain) for st in states}) != 1:
+            return None
+        keys = [k for k, v in states[0].items() if torch.is_tensor(v)]
+        if any([k for k, v in st.items() if torch.is_tensor(v)] != keys for st in states):
+            return None
+        if any(st[k].shape != p.shape or st[k].dtype != p.dtype or st[k].device != p.device
+               for p, st in zip(params, states) for k in keys):
+            return None
+        for k in keys:
+            if _flat_view([st[k] for st in states], x) is None:
+                # e.g. state loaded from a checkpoint: gather it once into one buffer
+                buffer = torch.cat([st[k].reshape(-1) for st in states])
+                offset = 0
+                for p, st in zip(params, states):
+                    n = p.numel()
+                    st[k] = buffer[offset:offset + n].view(p.shape)
+                    offset += n
+        beta_keys = [k for k in states[0] if k.endswith(".beta_t")]
+        return _FlatPlan(group, state, x, _NP_DTYPES[p0.dtype], keys, beta_keys)
+
+    def fits(self, group, state) -> bool:
+        """Same group, state and storage as when built, every gradient there, no state tensor replaced."""
+        params = group["params"]
+        if group is not self.group or state is not self.state or len(params) != len(self.ptrs):
+            return False
+        for p, ptr, st, views in zip(params, self.ptrs, self.dicts, self.views):
+            if p.grad is None or p.data_ptr() != ptr or state.get(p) is not st:
+                return False
+            for k, v in views:
+                if st.get(k) is not v:
+                    return False
+        return True
+
+    def pseudo_state(self, state) -> dict:
+        st = dict(self.flat_state)
+        first = state[self.group["params"][0]]
+        for k in self.beta_keys:
+            st[k] = first[k]
+        return st
+
+    def store_beta_t(self, st, state) -> None:
+        if self.beta_keys:
+            for p in self.group["params"]:
+                per = state[p]
+                for k in self.beta_keys:
+                    per[k] = st[k]
+
+
+def _flat_view(tensors, like=None):
+    """One 1-d tensor over `tensors` when they are contiguous and lie back to back in one storage
+    (the first at the start of the span), else None; with `like`, also of its size, dtype, device."""
+    t0 = tensors[0]
+    storage = t0.untyped_storage().data_ptr()
+    offset = t0.storage_offset()
+    for t in tensors:
+        if (not t.is_contiguous() or t.untyped_storage().data_ptr() != storage
+                or t.storage_offset() != offset or t.dtype != t0.dtype or t.device != t0.device):
+            return None
+        offset += t.numel()
+    total = offset - t0.storage_offset()
+    if like is not None and (total != like.numel() or t0.dtype != like.dtype or t0.device != like.device):
+        return None
+    return t0.detach().as_strided((total,), (1,))
 
 
 # ---------------------------------------------------------------- state
