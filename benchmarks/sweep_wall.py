@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--verbose", action="store_true", help="print the sweeps' output")
+    p.add_argument("--keep", metavar="DIR", default=None,
+                   help="leave the run folders under DIR/jobsJ-roundR (default: a temporary folder, removed)")
     args = p.parse_args(argv)
     sweeps = ["protocol"] if args.protocol else args.sweeps.split(",")
     if not args.protocol:
@@ -96,6 +98,9 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         for jobs in (jobs_values if r % 2 == 0 else jobs_values[::-1]):
             with tempfile.TemporaryDirectory() as tmp:
+                if args.keep:
+                    tmp = Path(args.keep) / f"jobs{jobs}-round{r + 1}"
+                    tmp.mkdir(parents=True, exist_ok=False)
                 total = 0.0
                 for name in sweeps:
                     sweep = str(protocol_file(Path(tmp))) if name == "protocol" else name

@@ -126,6 +126,22 @@ def _max_pool2(x: torch.Tensor) -> torch.Tensor:
                          torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
 
 
+_GRAIN = 32768  # aten's grain size: smaller elementwise ops run on one thread
+
+
+def _relu_max_pool2(x, relu, pool):
+    # odd sizes (7x7 -> 3x3 in lenet-add-conv) take the plain path: the fused backward
+    # scatters into the cropped even-sized input only.
+    if x.shape[-2] % 2 or x.shape[-1] % 2:
+        return pool(relu(x))
+    # With several threads aten's pooling runs in parallel, while the small elementwise ops of
+    # _ReluMaxPool2 (under the grain size) do not: there the modules train faster (2 threads:
+    # fused 1.07x slower at batch 32, 0.97-0.99x at batch 64-128). Inference always fuses.
+    if x.numel() < 4 * _GRAIN and torch.get_num_threads() > 1 and x.requires_grad and torch.is_grad_enabled():
+        return pool(relu(x))
+    return _ReluMaxPool2.apply(x)
+
+
 def fast_forward(model: nn.Module):
     """A function computing model(x) with the same values and gradients, faster on a CPU: each ReLU
     followed by MaxPool2d(2) runs as one _ReluMaxPool2 (a MaxPool2d(2) alone, without autograd, as
@@ -135,10 +151,7 @@ def fast_forward(model: nn.Module):
     modules, steps, i = list(model), [], 0
     while i < len(modules):
         if isinstance(modules[i], nn.ReLU) and i + 1 < len(modules) and _is_pool2(modules[i + 1]):
-            # odd sizes (7x7 -> 3x3 in lenet-add-conv) take the plain path: the fused backward
-            # scatters into the cropped even-sized input only
-            steps.append(lambda x, relu=modules[i], pool=modules[i + 1]:
-                         _ReluMaxPool2.apply(x) if x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0 else pool(relu(x)))
+            steps.append(lambda x, relu=modules[i], pool=modules[i + 1]: _relu_max_pool2(x, relu, pool))
             i += 2
         else:
             module = modules[i]
