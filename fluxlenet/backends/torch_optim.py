@@ -461,6 +461,15 @@ def _adamw(rule, i, T, factor, xs, dx, states):
     return out
 
 
+def _update_s(ss, dx, ms, b2):
+    """AdaBelief's s = β2 s + (1-β2) (dx - m)^2, with the new m, each operation rounded once."""
+    diff = torch._foreach_sub(dx, ms)
+    torch._foreach_mul_(diff, diff)
+    torch._foreach_mul_(diff, float(1 - b2))
+    torch._foreach_mul_(ss, float(b2))
+    torch._foreach_add_(ss, diff)
+
+
 def _adabelief(rule, i, T, factor, xs, dx, states):
     # Optimisers: st = β2 st + (1-β2) (dx - mt)^2 + ϵ with the NEW mt (stored st includes ϵ);
     # step = η mt/(1-βt1) / (sqrt(st/(1-βt2)) + ϵ) -- eta multiplies first here. Default ϵ = 1e-16.
@@ -470,11 +479,7 @@ def _adabelief(rule, i, T, factor, xs, dx, states):
     ms = [st[f"{i}.m"] for st in states]
     ss = [st[f"{i}.s"] for st in states]
     _update_m(ms, dx, b1)
-    diff = torch._foreach_sub(dx, ms)
-    torch._foreach_mul_(diff, diff)
-    torch._foreach_mul_(diff, float(1 - b2))
-    torch._foreach_mul_(ss, float(b2))
-    torch._foreach_add_(ss, diff)
+    _update_s(ss, dx, ms, b2)
     torch._foreach_add_(ss, float(eps))
     _advance_beta_t(states, i, bt1, bt2, b1, b2)
     out = torch._foreach_mul(ms, float(eta))
@@ -516,11 +521,7 @@ def _adabelief_flux012(rule, i, T, factor, xs, dx, states):
     ms = [st[f"{i}.m"] for st in states]
     ss = [st[f"{i}.s"] for st in states]
     _update_m(ms, dx, b1)
-    diff = torch._foreach_sub(dx, ms)
-    torch._foreach_mul_(diff, diff)
-    torch._foreach_mul_(diff, float(1 - b2))
-    torch._foreach_mul_(ss, float(b2))
-    torch._foreach_add_(ss, diff)
+    _update_s(ss, dx, ms, b2)
     out = torch._foreach_mul(ms, float(eta))
     den = torch._foreach_sqrt(ss)
     torch._foreach_add_(den, float(eps))
