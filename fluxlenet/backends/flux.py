@@ -27,6 +27,7 @@ from juliacall import Main as jl
 from ..init import initial_weights
 from ..julia_env import julia_source_file
 from ..runlog import round4
+from ..worker import parallel_jobs
 from . import flux_layout
 
 _FLUXLENET = None
@@ -94,7 +95,7 @@ def train(cfg, data, log) -> str:
     n = len(data.train_y)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     lockstep = cfg.mode == "lockstep"
-    job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=sys.stderr.isatty())
+    job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=sys.stderr.isatty() and parallel_jobs() <= 1)
 
     if lockstep:
         weights = flux_layout.flux_params(initial_weights(cfg.layers(), cfg.seed, dtype))
