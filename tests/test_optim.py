@@ -459,3 +459,13 @@ def test_closure_and_no_host_sync_in_step():
     assert float(opt.step(closure).detach()) == 3.0
     src = inspect.getsource(torch_optim)
     assert ".item(" not in src and ".cpu(" not in src and "tolist(" not in src
+
+
+def test_step_hooks_refused_not_ignored():
+    # step() skips torch's per-step profiler scope and hook calls (their cost rivals the rule's);
+    # a hook is refused loudly rather than silently never called.
+    opt = ChainOptimiser([torch.nn.Parameter(torch.ones(3))], [{"rule": "Descent"}])
+    with pytest.raises(NotImplementedError):
+        opt.register_step_pre_hook(lambda *a: None)
+    with pytest.raises(NotImplementedError):
+        opt.register_step_post_hook(lambda *a: None)
