@@ -141,7 +141,8 @@ def child(args) -> dict:
     from fluxlenet.data import load_dataset
     batchsize = args.batch_list[0]
     cfg = RunConfig(run="bench", dataset=args.dataset, data_dir=args.data_dir, train_size=args.train_size,
-                    batchsize=batchsize, epochs=1, checktime=0, threads=args.threads, seed=args.seed).validate()
+                    batchsize=batchsize, epochs=1, checktime=0, threads=args.threads, seed=args.seed,
+                    flush_subnormals=args.flush_subnormals).validate()
     if args.child == "fluxlenet":
         # the worker's own entry point (as `python -m fluxlenet train` runs it), in this process
         from fluxlenet import worker
@@ -157,6 +158,7 @@ def child(args) -> dict:
             train_s = [r["seconds"] for r in read_log_rows(tmp) if r["seconds"] is not None]
         evals = [sum(timed.calls[i:i + 2]) for i in range(0, len(timed.calls), 2)]  # train + test set
         return {"train": train_s, "eval": evals, "wall": wall}
+    torch.set_flush_denormal(args.flush_subnormals)
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset, args.data_dir, train_size=args.train_size, download=False, progress=False)
     x, y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
@@ -178,6 +180,8 @@ def measure(args, which: str, batchsize: int, seed: int) -> dict:
         cmd += ["--data-dir", args.data_dir]
     if args.train_size:
         cmd += ["--train-size", str(args.train_size)]
+    if args.flush_subnormals:
+        cmd.append("--flush-subnormals")
     out = subprocess.run(cmd, capture_output=True, text=True)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -277,6 +281,8 @@ def main(argv=None) -> int:
     p.add_argument("--batches", default="32,128", help="batch sizes, comma-separated")
     p.add_argument("--repeats", type=int, default=3, help="epochs timed per loop and batch size")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
+    p.add_argument("--flush-subnormals", action="store_true",
+                   help="both loops flush subnormal floats to zero (fluxlenet's --flush-subnormals)")
     p.add_argument("--whole-runs", action="store_true",
                    help="also time whole `python -m fluxlenet train --epochs 1` processes")
     p.add_argument("--flux", choices=["auto", "no"], default="auto", help="also time the Flux backend if Julia is set up")
@@ -299,7 +305,8 @@ def main(argv=None) -> int:
           f"numpy {np.__version__}, Python {platform.python_version()}, {platform.platform()}")
     print(f"data: {args.dataset}{'' if not args.train_size else f' (first {args.train_size} training samples)'}; "
           f"load average before: {load()}")
-    print("each figure: one epoch (or one report) in a fresh process; A/B order alternates")
+    print("each figure: one epoch (or one report) in a fresh process; A/B order alternates"
+          + ("; subnormals flushed to zero in both loops" if args.flush_subnormals else ""))
     results = {}
     for batchsize in args.batch_list:
         rows = {"minimal train": [], "fluxlenet train": [], "minimal eval": [], "fluxlenet eval": [], "pair": []}

@@ -62,6 +62,8 @@ def run_sweep(name: str, jobs: int, runs_dir: Path, args) -> float:
         cmd += ["--epochs", str(args.epochs)]
     if args.train_size:
         cmd += ["--train-size", str(args.train_size)]
+    if args.flush_subnormals:
+        cmd.append("--flush-subnormals")
     started = time.perf_counter()
     out = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - started
@@ -80,6 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 2, or the sweeps' own with --protocol)")
     p.add_argument("--train-size", type=int, default=None, help="first N training samples (default: 12000; all with --protocol)")
     p.add_argument("--rounds", type=int, default=1, help="repeat each jobs value this many times, alternating")
+    p.add_argument("--flush-subnormals", action="store_true", help="pass --flush-subnormals to every sweep")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--verbose", action="store_true", help="print the sweeps' output")
@@ -93,7 +96,8 @@ def main(argv=None) -> int:
     jobs_values = [int(j) for j in args.jobs.split(",")]
     size = f"first {args.train_size} training samples" if args.train_size else "full training set"
     print(f"machine: {cpu_name()}, {os.cpu_count()} cores; sweeps {', '.join(sweeps)}; "
-          f"{args.epochs or 'the sweeps own'} epochs per run, {size}; load before: {load()}", flush=True)
+          f"{args.epochs or 'the sweeps own'} epochs per run, {size}"
+          f"{'; subnormals flushed' if args.flush_subnormals else ''}; load before: {load()}", flush=True)
     walls: dict[int, list[float]] = {j: [] for j in jobs_values}
     for r in range(args.rounds):
         for jobs in (jobs_values if r % 2 == 0 else jobs_values[::-1]):

@@ -37,6 +37,11 @@ def test_user_keys_and_types():
         RunConfig.from_dict({"batchsize": 3.5})
     with pytest.raises(ConfigError, match="unknown setting 'etaa'"):
         RunConfig.from_dict({"etaa": 1})
+    assert RunConfig.from_dict({"flush_subnormals": True}).flush_subnormals is True
+    with pytest.raises(ConfigError, match="flush_subnormals must be true or false"):
+        RunConfig.from_dict({"flush_subnormals": 1})
+    # it changes the results: a run with it is another run than one without
+    assert RunConfig(flush_subnormals=True).semantic_dict() != RunConfig().semantic_dict()
 
 
 def test_epoch_plan_and_step_budget():

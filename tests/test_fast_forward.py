@@ -29,3 +29,17 @@ def test_same_values_and_same_gradients_as_the_model(name, dtype):
         assert torch.equal(a, b)
     with torch.inference_mode():
         assert torch.equal(model(x), fast_forward(model)(x))
+
+
+def test_flushing_subnormals_reaches_torchs_threads():
+    # The torch backend sets FTZ/DAZ before its first parallel op: the thread pool then inherits
+    # the (per-thread) flag, and a product that would be subnormal is zero on every thread.
+    code = ("import sys, torch\n"
+            "torch.set_flush_denormal(sys.argv[1] == 'on'); torch.set_num_threads(2)\n"
+            "y = torch.full((1 << 20,), 1e-30) * 1e-10\n"
+            "print(int((y != 0).sum()))")
+    import subprocess
+    import sys
+    on = subprocess.run([sys.executable, "-c", code, "on"], capture_output=True, text=True, timeout=120)
+    off = subprocess.run([sys.executable, "-c", code, "off"], capture_output=True, text=True, timeout=120)
+    assert (on.stdout.strip(), off.stdout.strip()) == ("0", str(1 << 20)), (on.stderr, off.stderr)

@@ -97,6 +97,19 @@ def test_train_takes_the_posts_args(tmp_path):
         (1e-3, 1e-4, 64, "NAdam", "lenet5-1998", 7)
 
 
+def test_flush_subnormals_is_a_setting_of_the_run(tmp_path):
+    args = ["train", "--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", FASHION, "--epochs", 1,
+            "--train-size", 256, "--test-size", 100, "--lambda", 1e-2, "--batchsize", 32]
+    out = fluxlenet(*args, "--flush-subnormals", "--savepath", tmp_path / "ftz")
+    assert out.returncode == 0, out.stderr
+    assert "cannot flush" not in out.stdout
+    cfg = json.loads((tmp_path / "ftz" / "torch" / "config.json").read_text())["config"]
+    assert cfg["flush_subnormals"] is True
+    # the same run without it is another run, not a finished one to skip
+    out = fluxlenet(*args, "--savepath", tmp_path / "ftz")
+    assert out.returncode == 2 and "flush_subnormals True there, False now" in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["sweep", "nosuchsweep"], "unknown sweep 'nosuchsweep'"),
     (["train", "--eta", "-0.1"], "eta must be > 0"),

@@ -99,7 +99,7 @@ def permutation_matrix(seed: int, epochs: int, n: int) -> np.ndarray:
 
 # The keys of the job document, each read by FluxLeNet.args_from_job (julia/src/bridge.jl).
 JOB_KEYS = ("batchsize", "epochs", "steps", "seed", "infotime", "checktime", "savepath",
-            "warmup_epochs", "milestones", "gamma", "precision", "mode", "trace_steps",
+            "warmup_epochs", "milestones", "gamma", "precision", "mode", "trace_steps", "flush_subnormals",
             "progress", "resume", "layers", "rules")
 
 
@@ -123,6 +123,7 @@ def job_spec(cfg, savepath: str, progress: bool = False, resume: bool = True) ->
         "precision": cfg.precision,
         "mode": cfg.mode,
         "trace_steps": cfg.trace_steps,
+        "flush_subnormals": bool(cfg.flush_subnormals),
         "progress": bool(progress),
         "resume": bool(resume),
         "layers": [dict(layer) for layer in cfg.layers()],

@@ -217,6 +217,10 @@ def keep_freed_memory() -> bool:
 
 def train(cfg, data, log) -> str:
     """Train one run; returns "finished" or "diverged". Resumes from model.pt when it is there."""
+    # FTZ/DAZ is a per-thread CPU flag: set before torch's thread pool starts, so its threads
+    # inherit it (a worker process has run no parallel op yet).
+    if not torch.set_flush_denormal(cfg.flush_subnormals) and cfg.flush_subnormals:
+        log.say("NOTE: this CPU cannot flush subnormals; the run goes on without")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     keep_freed_memory()
     device = torch.device(cfg.device)

@@ -21,6 +21,7 @@ function args_from_job(job::AbstractDict)
             milestones = Int[m for m in job["milestones"]], gamma = Float64(job["gamma"]),
             T = job["precision"] == "float64" ? Float64 : Float32,
             trace_steps = Int(job["trace_steps"]),
+            flush_subnormals = Bool(job["flush_subnormals"]),
             progress = Bool(job["progress"]), resume = Bool(job["resume"]))
 end
 

@@ -23,9 +23,24 @@ Base.@kwdef mutable struct Args
     gamma = 0.1
     T = Float32          ## element type of model, data and hyperparameters (Float64: an f64 run)
     trace_steps = 0      ## hand the loss and a parameter checksum of the first steps to `trace`
+    flush_subnormals = false  ## set_zero_subnormals(true) on every Julia thread (faster L2 runs)
     evalbatch = 1000     ## batch size of the evaluation loaders
     progress = true      ## a progress bar per epoch
     resume = true        ## go on from savepath/model.bson + optimiser.bson when both are there
+end
+
+"""
+    zero_subnormals!(on) -> Bool
+
+`set_zero_subnormals(on)` on every Julia thread of the default pool and on this one: the flag is
+per thread (BLAS's own threads keep theirs). False where the hardware cannot flush subnormals.
+"""
+function zero_subnormals!(on::Bool)
+    ok = Threads.Atomic{Bool}(true)
+    Threads.@threads :static for _ in 1:Threads.nthreads()
+        set_zero_subnormals(on) || (ok[] = false)
+    end
+    return set_zero_subnormals(on) && ok[]
 end
 
 """
@@ -155,6 +170,9 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
                poll = nothing, kws...)
     args = Args(; kws...)
     T = args.T
+    if !zero_subnormals!(args.flush_subnormals)
+        say("NOTE: this CPU cannot flush subnormals; the run goes on without")
+    end
     Random.seed!(args.seed)
 
     ## DATA

@@ -191,6 +191,19 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         @test FL.learning_rate(build_rule([spec("rule" => "WeightDecay")])) === nothing
     end
 
+    @testset "flushing subnormals, on every thread" begin
+        tiny = fill(1f-30, 4 * Threads.nthreads())
+        if FL.zero_subnormals!(true)
+            products = zeros(Float32, length(tiny))
+            Threads.@threads :static for i in eachindex(tiny)
+                products[i] = tiny[i] * 1f-10  # 1e-40 is subnormal in Float32
+            end
+            @test all(iszero, products)
+        end
+        @test FL.zero_subnormals!(false)
+        @test 1f-30 * 1f-10 != 0
+    end
+
     @testset "the loop on tiny random data" begin
         xtrain, ytrain = tiny_data(96)
         xtest, ytest = tiny_data(40; seed = 2)
