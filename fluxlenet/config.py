@@ -57,8 +57,8 @@ class RunConfig:
     threads: int | None = None
     trace_steps: int = 0
     # Flush subnormal floats to zero (FTZ/DAZ), in both frameworks. Off by default, as Julia and
-    # torch are: it changes float32 results (slightly, then chaotically), but the L2 runs fill
-    # their weights with subnormals as dead units decay, which makes their steps up to 2x slower.
+    # torch are: it changes float32 results (slightly, then chaotically), but the moments of dead
+    # units (and with L2 their weights) decay through the subnormals: steps get up to 2x slower.
     flush_subnormals: bool = False
 
     # names as users write them (TOML / CLI) -> field names

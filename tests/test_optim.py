@@ -128,8 +128,8 @@ class Reference:
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
-    # These tensors are tiny: with several threads, torch's CPU sqrt spends ~10 ms per call
-    # waking its thread pool here, which made this module take ~40 s instead of ~3 s.
+    # These tensors are tiny: with several threads, waking the thread pool costs more than the
+    # arithmetic (once ~40 s instead of ~3 s for this module, with torch's sqrt).
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
