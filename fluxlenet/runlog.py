@@ -70,6 +70,16 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
     return rows
 
 
+def read_trace_rows(run_dir: str | Path) -> list[dict]:
+    """trace.csv as rows {step, loss, checksum}; [] when absent."""
+    path = Path(run_dir) / "trace.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{"step": int(r["step"]), "loss": float(r["loss"]),
+                 "checksum": float(r["checksum"]) if r["checksum"] else None} for r in csv.DictReader(f)]
+
+
 def read_status(run_dir: str | Path) -> dict:
     """status.json as a dict; {"status": "new"} when absent. An unreadable file (written
     by hand: ours are atomic) counts as an unfinished run, so a rerun resumes it."""
@@ -95,6 +105,7 @@ class RunLog:
         self.rows = read_log_rows(self.dir)
         console = self.dir / "console.log"
         self.console = console.read_text(encoding="utf-8").splitlines() if console.exists() else []
+        self.trace = read_trace_rows(self.dir)
         self._tb = None
 
     # -- console ---------------------------------------------------------------
@@ -109,6 +120,7 @@ class RunLog:
         """Start the run afresh: no rows, no console lines (a run killed before its first checkpoint)."""
         self.console = []
         self.truncate(-1)
+        self.keep_trace(0)
         (self.dir / "console.log").unlink(missing_ok=True)
 
     def truncate(self, epoch: int) -> None:
@@ -179,12 +191,27 @@ class RunLog:
             shutil.rmtree(staging, ignore_errors=True)
 
     # -- step traces -----------------------------------------------------------
-    def write_trace(self, rows: list[dict]) -> None:
-        """trace.csv: loss (and a parameter checksum) at each of the first K optimiser steps."""
+    def trace_step(self, step: int, loss: float, checksum: float | None = None) -> None:
+        """One row of trace.csv (the loss and a parameter checksum at each of the first K optimiser
+        steps), on disk at once: a run stopped and resumed keeps the rows before its checkpoint."""
+        self.trace = [r for r in self.trace if r["step"] < step]
+        self.trace.append({"step": int(step), "loss": float(loss),
+                           "checksum": None if checksum is None else float(checksum)})
+        self._write_trace()
+
+    def keep_trace(self, step: int) -> None:
+        """Resuming from a checkpoint taken after `step` optimiser steps: forget the later rows."""
+        self.trace = [r for r in self.trace if r["step"] <= step]
+        self._write_trace()
+
+    def _write_trace(self) -> None:
+        path = self.dir / "trace.csv"
+        if not self.trace:
+            path.unlink(missing_ok=True)
+            return
         lines = ["step,loss,checksum"] + [
-            f"{r['step']},{float(r['loss'])!r},{'' if r.get('checksum') is None else repr(float(r['checksum']))}"
-            for r in rows]
-        atomic_write_text(self.dir / "trace.csv", "\n".join(lines) + "\n")
+            f"{r['step']},{r['loss']!r},{'' if r['checksum'] is None else repr(r['checksum'])}" for r in self.trace]
+        atomic_write_text(path, "\n".join(lines) + "\n")
 
     # -- status ----------------------------------------------------------------
     def set_status(self, status: str, reason: str = "", **extra) -> None:

@@ -25,7 +25,7 @@ import pytest
 from fluxlenet import faults
 from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from fluxlenet.runlog import LOG_COLUMNS, RunLog, read_log_rows, read_status
+from fluxlenet.runlog import LOG_COLUMNS, RunLog, read_log_rows, read_status, read_trace_rows
 from fluxlenet.runner import Task, check_existing
 from fluxlenet.worker import run_is_busy, write_config
 
@@ -34,9 +34,9 @@ FASHION = SHARED / "fashion-mnist"
 needs_data = pytest.mark.skipif(not FASHION.is_dir(), reason=f"real data not found at {SHARED}")
 
 SIZES = ["--dataset", "fashion-mnist", "--data-dir", str(FASHION), "--train-size", "600", "--test-size", "200"]
-# 600 samples / batch 100 = 6 steps an epoch; 4 epochs; a checkpoint at epochs 2 and 4
+# 600 samples / batch 100 = 6 steps an epoch; 4 epochs; a checkpoint at epochs 2 and 4; every step traced
 BASE = {"model": "lenet5", "optimizer": "Adam", "eta": 3e-4, "batchsize": 100, "epochs": 4, "checktime": 2,
-        "threads": 1}
+        "threads": 1, "trace_steps": 24}
 RUNS = {"A": {}, "B": {"batchsize": 150, "optimizer": "NAdam"}}
 FIGURES = [c for c in LOG_COLUMNS if c != "seconds"]
 
@@ -109,7 +109,9 @@ def reference(tmp_path_factory):
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     result = {run: figures(folder(runs_dir, sweep_file, run)) for run in RUNS}
+    result["A trace"] = read_trace_rows(folder(runs_dir, sweep_file, "A"))
     assert [r["epoch"] for r in result["A"]] == [0, 1, 2, 3, 4]
+    assert [r["step"] for r in result["A trace"]] == list(range(1, 25))
     assert result["A"] != result["B"]
     return result
 
@@ -136,6 +138,9 @@ def test_sigkill_at_every_point_then_rerun_gives_the_uninterrupted_log(tmp_path,
         out = sweep(sweep_file, runs_dir, f"killsweep@{point}")
         assert out.returncode == -signal.SIGKILL, (point, out.stdout, out.stderr)
         assert epochs(run_dir) == logged, point
+        # trace.csv holds every step done so far, and the next attempt keeps those before its checkpoint
+        traced = [r["step"] for r in read_trace_rows(run_dir)]
+        assert traced == list(range(1, len(traced) + 1)), point
         assert read_status(run_dir)["status"] == "running", point
         assert not run_is_busy(run_dir), point  # the worker died with the sweep
     out = sweep(sweep_file, runs_dir)
@@ -143,6 +148,7 @@ def test_sigkill_at_every_point_then_rerun_gives_the_uninterrupted_log(tmp_path,
     no_traceback(out)
     assert read_status(run_dir)["status"] == "finished"
     assert figures(run_dir) == reference["A"]
+    assert read_trace_rows(run_dir) == reference["A trace"]  # every step, to the last bit
     console = (run_dir / "console.log").read_text()
     assert console.count("Resuming from the checkpoint of epoch 2") == 4
     assert console.count("Resuming from the checkpoint of epoch 4") == 1

@@ -132,13 +132,10 @@ def train(cfg, data, log) -> str:
             log.reset()
         else:
             log.truncate(epoch)
-
-    trace_rows: list[dict] = []
+            log.keep_trace(sum(cfg.steps_in_epoch(e, n) for e in range(1, epoch + 1)))
 
     def trace(step, loss, checksum):
-        trace_rows.append({"step": int(step), "loss": float(loss), "checksum": float(checksum)})
-        if len(trace_rows) == cfg.trace_steps:
-            log.write_trace(trace_rows)
+        log.trace_step(int(step), float(loss), float(checksum))
 
     def poll():
         return None  # a call into Python: a pending Ctrl-C raises KeyboardInterrupt here
@@ -147,9 +144,6 @@ def train(cfg, data, log) -> str:
         status = FL.run_job(job, *arrays, permutations, report, say, started, trace, poll, *weights)
     except juliacall.JuliaError as e:
         raise FluxError(f"Julia: {julia_error_summary(e)}") from e
-    finally:
-        if trace_rows and len(trace_rows) < cfg.trace_steps:
-            log.write_trace(trace_rows)
     status = str(status)
     if status not in ("finished", "diverged"):
         raise FluxError(f"the Julia loop returned {status!r}")

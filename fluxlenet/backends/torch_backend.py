@@ -270,6 +270,7 @@ def train(cfg, data, log) -> str:
         shuffle.set_state(state["shuffle_rng"])
         start_epoch, step = state["epoch"], state["step"]
         log.truncate(start_epoch)
+        log.keep_trace(step)
         log.say(f"Resuming from the checkpoint of epoch {start_epoch} ({checkpoint})")
     else:
         log.reset()
@@ -277,7 +278,6 @@ def train(cfg, data, log) -> str:
             return "diverged"
         faults.point("epoch", 0, cfg.run)  # fault injection for the tests; nothing unless FLUXLENET_FAULT
 
-    trace = []
     for epoch in range(start_epoch + 1, cfg.total_epochs(n) + 1):
         if cfg.mode == "lockstep":
             order = torch.from_numpy(epoch_permutation(cfg.seed, epoch, n)).to(device)
@@ -297,8 +297,8 @@ def train(cfg, data, log) -> str:
             loss = F.cross_entropy(forward(xb), yb)  # == Flux.logitcrossentropy on onehot labels
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            if step < cfg.trace_steps:  # a host sync per step, only while tracing
-                trace.append({"step": step + 1, "loss": loss.item(), "checksum": parameter_checksum(model)})
+            if step < cfg.trace_steps:  # a host sync (and a file write) per step, only while tracing
+                log.trace_step(step + 1, loss.item(), parameter_checksum(model))
             if faults.RULES:
                 faults.point("step", step + 1, cfg.run)
             optimiser.step()
@@ -307,9 +307,6 @@ def train(cfg, data, log) -> str:
         seconds = time.perf_counter() - started
         loss_sum = torch.stack(losses).sum() if losses else torch.zeros((), dtype=dtype, device=device)
         last = epoch == cfg.total_epochs(n)
-        if trace and (len(trace) == cfg.trace_steps or last):
-            log.write_trace(trace)
-            trace = []
         # A NaN step loss forces a report, so the divergence lands in the log at once.
         if epoch % cfg.infotime == 0 or last or not torch.isfinite(loss_sum).item():
             if report(epoch, seconds) == "diverged":
