@@ -70,12 +70,13 @@ def check_existing(task: Task) -> str:
     try:
         stored = RunConfig(**read_json(config_path)["config"]).semantic_dict()
     except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{config_path} is not a fluxlenet run config; move it away or use another --runs-dir")
+        raise ConfigError(f"{config_path} is not a fluxlenet run config; move it away or use another folder "
+                          "(--runs-dir; --savepath for train)")
     wanted = task.cfg.semantic_dict()
     if stored != wanted:
         diff = ", ".join(f"{k} {stored.get(k)!r} there, {v!r} now" for k, v in wanted.items() if stored.get(k) != v)
         raise ConfigError(f"{task.run_dir} holds a run with other settings ({diff}); "
-                          f"use another --runs-dir or remove that folder")
+                          f"use another folder (--runs-dir; --savepath for train) or remove that one")
     return "done" if read_status(task.run_dir)["status"] in FINAL_STATES else "resume"
 
 
