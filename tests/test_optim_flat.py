@@ -11,15 +11,8 @@ import torch
 
 from fluxlenet.backends.torch_optim import ChainOptimiser, flatten_parameters
 
+from test_optim import _one_thread  # noqa: F401  (autouse: these tensors are tiny too)
 from test_optim import CASES, SCHEDULE, STEPS, make_problem, set_grads, torch_params
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def flat_params(xs):
@@ -44,6 +37,25 @@ def assert_same_state(oa, pa, ob, pb):
                 assert sa[k] == sb[k], k
 
 
+def side_by_side(chain, T, factors=None, before_step=None):
+    """The per-parameter path ("slow") and the flat path ("fast") over the same gradients, compared
+    after every step; `before_step(t, side, params)` may change a side's parameters or gradients."""
+    xs, grads = make_problem(T)
+    slow = torch_params(xs)
+    fast, _ = flat_params(xs)
+    o_slow, o_fast = ChainOptimiser(slow, chain), ChainOptimiser(fast, chain)
+    for t, g in enumerate(grads):
+        for side, o, ps in (("slow", o_slow, slow), ("fast", o_fast, fast)):
+            if factors is not None:
+                o.set_lr_factor(factors[t])
+            set_grads(ps, g)
+            if before_step is not None:
+                before_step(t, side, ps)
+            o.step()
+        assert_same(slow, fast)
+    return o_slow, slow, o_fast, fast
+
+
 def test_flatten_keeps_values_and_makes_views():
     xs, _ = make_problem(np.float32, steps=1)
     params, flat = flat_params(xs)
@@ -57,17 +69,7 @@ def test_flatten_keeps_values_and_makes_views():
 @pytest.mark.parametrize("T", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_flat_path_is_bitwise_the_per_parameter_path(case, T):
-    chain = CASES[case]
-    xs, grads = make_problem(T)
-    slow = torch_params(xs)
-    fast, _ = flat_params(xs)
-    o_slow, o_fast = ChainOptimiser(slow, chain), ChainOptimiser(fast, chain)
-    for t, g in enumerate(grads):
-        for o, ps in ((o_slow, slow), (o_fast, fast)):
-            o.set_lr_factor(SCHEDULE[t])
-            set_grads(ps, g)
-            o.step()
-        assert_same(slow, fast)
+    o_slow, slow, o_fast, fast = side_by_side(CASES[case], T, factors=SCHEDULE)
     assert o_fast.__dict__.get("_flat_plans"), "the flat path was not taken"
     assert not o_slow.__dict__.get("_flat_plans")
     assert_same_state(o_slow, slow, o_fast, fast)
@@ -104,51 +106,27 @@ def test_flat_state_dict_resumes_identically(case, T, resume_flat):
 
 def test_missing_grad_falls_back_then_goes_flat():
     # a parameter without a gradient is skipped (own beta^t later): the flat path steps aside
-    chain = CASES["WD+NAdam"]
-    xs, grads = make_problem(np.float32)
-    slow = torch_params(xs)
-    fast, _ = flat_params(xs)
-    o_slow, o_fast = ChainOptimiser(slow, chain), ChainOptimiser(fast, chain)
-    for t, g in enumerate(grads):
-        for o, ps in ((o_slow, slow), (o_fast, fast)):
-            set_grads(ps, g)
-            if t < 3:
-                ps[-1].grad = None
-            o.step()
-        assert_same(slow, fast)
+    def no_grad_at_first(t, side, ps):
+        if t < 3:
+            ps[-1].grad = None
+    o_slow, slow, o_fast, fast = side_by_side(CASES["WD+NAdam"], np.float32, before_step=no_grad_at_first)
     assert_same_state(o_slow, slow, o_fast, fast)
 
 
 def test_moved_parameter_leaves_the_flat_path():
-    chain = CASES["WD+Adam"]
-    xs, grads = make_problem(np.float64)
-    slow = torch_params(xs)
-    fast, _ = flat_params(xs)
-    o_slow, o_fast = ChainOptimiser(slow, chain), ChainOptimiser(fast, chain)
-    for t, g in enumerate(grads):
-        if t == 5:
-            fast[2].data = fast[2].data.clone()  # no longer a view of the buffer
-        for o, ps in ((o_slow, slow), (o_fast, fast)):
-            set_grads(ps, g)
-            o.step()
-        assert_same(slow, fast)
+    def move(t, side, ps):
+        if t == 5 and side == "fast":
+            ps[2].data = ps[2].data.clone()  # no longer a view of the buffer
+    side_by_side(CASES["WD+Adam"], np.float64, before_step=move)
 
 
 def test_grad_missing_after_flat_steps_keeps_beta_t_per_parameter():
     # flat steps, then one step where a parameter has no gradient (its beta^t stays behind), then
     # all gradients again: the flat path must not step that parameter with the others' beta^t
-    chain = CASES["WD+NAdam"]
-    xs, grads = make_problem(np.float64)
-    slow = torch_params(xs)
-    fast, _ = flat_params(xs)
-    o_slow, o_fast = ChainOptimiser(slow, chain), ChainOptimiser(fast, chain)
-    for t, g in enumerate(grads):
-        for o, ps in ((o_slow, slow), (o_fast, fast)):
-            set_grads(ps, g)
-            if t == 4:
-                ps[1].grad = None
-            o.step()
-        assert_same(slow, fast)
+    def no_grad_once(t, side, ps):
+        if t == 4:
+            ps[1].grad = None
+    o_slow, slow, o_fast, fast = side_by_side(CASES["WD+NAdam"], np.float64, before_step=no_grad_once)
     assert_same_state(o_slow, slow, o_fast, fast)
     assert o_fast.state[fast[1]]["1.beta_t"] != o_fast.state[fast[0]]["1.beta_t"]
 
