@@ -45,10 +45,6 @@ def epoch_line(epoch: int, train: dict, test: dict, valid: dict | None = None) -
     return "   ".join(parts)
 
 
-def is_finite(x) -> bool:
-    return x is not None and not (isinstance(x, float) and not math.isfinite(x))
-
-
 def read_log_rows(run_dir: str | Path) -> list[dict]:
     """Rows of log.csv as dicts of floats (epoch as int; empty cells as None)."""
     path = Path(run_dir) / "log.csv"
@@ -68,6 +64,14 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
                     row[key] = float(value) if value != "" else None
             rows.append(row)
     return rows
+
+
+TRACE_HEADER = "step,loss,checksum\n"
+
+
+def _trace_line(row: dict) -> str:
+    checksum = "" if row["checksum"] is None else repr(row["checksum"])
+    return f"{row['step']},{row['loss']!r},{checksum}\n"
 
 
 def read_trace_rows(run_dir: str | Path) -> list[dict]:
@@ -193,25 +197,22 @@ class RunLog:
     # -- step traces -----------------------------------------------------------
     def trace_step(self, step: int, loss: float, checksum: float | None = None) -> None:
         """One row of trace.csv (the loss and a parameter checksum at each of the first K optimiser
-        steps), on disk at once: a run stopped and resumed keeps the rows before its checkpoint."""
-        self.trace = [r for r in self.trace if r["step"] < step]
-        self.trace.append({"step": int(step), "loss": float(loss),
-                           "checksum": None if checksum is None else float(checksum)})
-        self._write_trace()
+        steps), appended at once: a run stopped and resumed keeps the rows before its checkpoint
+        (`keep_trace` drops the later ones first, so steps only grow here)."""
+        row = {"step": int(step), "loss": float(loss), "checksum": None if checksum is None else float(checksum)}
+        path = self.dir / "trace.csv"
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(("" if self.trace else TRACE_HEADER) + _trace_line(row))
+        self.trace.append(row)
 
     def keep_trace(self, step: int) -> None:
         """Resuming from a checkpoint taken after `step` optimiser steps: forget the later rows."""
         self.trace = [r for r in self.trace if r["step"] <= step]
-        self._write_trace()
-
-    def _write_trace(self) -> None:
         path = self.dir / "trace.csv"
-        if not self.trace:
+        if self.trace:
+            atomic_write_text(path, TRACE_HEADER + "".join(_trace_line(r) for r in self.trace))
+        else:
             path.unlink(missing_ok=True)
-            return
-        lines = ["step,loss,checksum"] + [
-            f"{r['step']},{r['loss']!r},{'' if r['checksum'] is None else repr(r['checksum'])}" for r in self.trace]
-        atomic_write_text(path, "\n".join(lines) + "\n")
 
     # -- status ----------------------------------------------------------------
     def set_status(self, status: str, reason: str = "", **extra) -> None:

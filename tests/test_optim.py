@@ -18,7 +18,7 @@ import torch
 
 from fluxlenet import optim_spec
 from fluxlenet.backends import torch_optim
-from fluxlenet.backends.torch_optim import ChainOptimiser, build_optimiser
+from fluxlenet.backends.torch_optim import ChainOptimiser
 
 SHAPES = [(6, 1, 5, 5), (6,), (16, 6, 5, 5), (84, 120), (10,), (1,)]
 GRAD_SCALES = [1.0, 1e-2, 1e-3, 0.3, 3.0, 1e-4]  # some arrays where a large epsilon matters
@@ -397,16 +397,16 @@ def test_unknown_rule_and_field_rejected():
     with pytest.raises(ValueError):
         ChainOptimiser(p, [{"rule": "RMSProp", "eta": 1e-3}])
     with pytest.raises(ValueError):
-        build_optimiser(p, [{"rule": "Adam", "eta": 1e-3, "lr": 1e-3}])
+        ChainOptimiser(p, [{"rule": "Adam", "eta": 1e-3, "lr": 1e-3}])
     with pytest.raises(ValueError):
         ChainOptimiser(p, {"rule": "Adam"})
     with pytest.raises(ValueError):
         ChainOptimiser(p, [{"eta": 1e-3}])
 
 
-def test_build_optimiser_and_defaults():
+def test_chain_defaults():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    opt = build_optimiser(p, [{"rule": "AdamW"}, {"rule": "WeightDecay"}])
+    opt = ChainOptimiser(p, [{"rule": "AdamW"}, {"rule": "WeightDecay"}])
     assert isinstance(opt, ChainOptimiser) and isinstance(opt, torch.optim.Optimizer)
     adamw, wd = opt.param_groups[0]["chain"]
     assert adamw == {"rule": "AdamW", "eta": 1e-3, "beta": [0.9, 0.999], "lambda": 0.0,

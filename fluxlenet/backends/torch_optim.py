@@ -190,11 +190,6 @@ class ChainOptimiser(torch.optim.Optimizer):
         torch._foreach_sub_(xs, dx)  # subtract!: x .= x .- x̄, after every rule has read x
 
 
-def build_optimiser(params, chain: list[dict]) -> ChainOptimiser:
-    """The optimiser for `chain` (as made by `optim_spec.optimiser_chain`)."""
-    return ChainOptimiser(params, chain)
-
-
 def flatten_parameters(params) -> torch.Tensor:
     """Move `params` (same dtype and device) into one contiguous buffer, in order, each parameter
     becoming a view of it; values unchanged. Returns the buffer.
