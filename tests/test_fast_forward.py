@@ -43,3 +43,29 @@ def test_flushing_subnormals_reaches_torchs_threads():
     on = subprocess.run([sys.executable, "-c", code, "on"], capture_output=True, text=True, timeout=120)
     off = subprocess.run([sys.executable, "-c", code, "off"], capture_output=True, text=True, timeout=120)
     assert (on.stdout.strip(), off.stdout.strip()) == ("0", str(1 << 20)), (on.stderr, off.stderr)
+
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu-pool", "pool"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(8, 6, 24, 24), (3, 2, 7, 9)], ids=["even", "odd"])
+def test_pooling_loop_is_atens_pooling_bit_for_bit(relu, dtype, shape):
+    # aten's rules at their edges: ties go to the first element in scan order, NaN takes over
+    # (the last NaN of a window), +-inf, -0.0; odd sizes drop the last row and column.
+    from fluxlenet.backends.torch_pool import max_pool2
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(-3, 4, shape, generator=g).to(dtype)  # small integers: many ties, many windows <= 0
+    x[0, 0, 0, 1] = x[1, 1, 2, 2] = x[1, 1, 3, 3] = float("nan")
+    x[0, 1, 0, 0], x[0, 1, 1, 1], x[2, 0, 4, 4] = float("inf"), float("-inf"), -0.0
+    x.requires_grad_(True)
+    pooled = []
+    for pool in (lambda t: torch.nn.functional.max_pool2d(torch.relu(t) if relu else t, 2),
+                 lambda t: max_pool2(t, relu)):
+        out = pool(x)
+        out.backward(torch.arange(out.numel(), dtype=dtype).view_as(out) + 1)
+        pooled.append((out.detach(), x.grad))
+        x.grad = None
+    (out_a, grad_a), (out_b, grad_b) = pooled
+    assert torch.equal(out_a.isnan(), out_b.isnan()) and torch.equal(out_a.nan_to_num(), out_b.nan_to_num())
+    assert torch.equal(out_a.signbit(), out_b.signbit())
+    assert torch.equal(grad_a, grad_b)
+    assert grad_b[0, 0, 0, 1] != 0  # the NaN took the window's gradient, with relu too (NaN > 0 is false, NaN <= 0 too)

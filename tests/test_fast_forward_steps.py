@@ -1,5 +1,5 @@
-"""Whole training steps with torch_backend.fast_forward (fused ReLU + MaxPool2d(2)) and the flat optimiser, at 1
-and 2 threads (the fused op steps aside below the grain size with 2): the same bits as with model(x)."""
+"""Whole training steps with torch_backend.fast_forward (ReLU + MaxPool2d(2) as one numba loop) and the flat
+optimiser, at 1 and 2 threads: the same bits as with model(x)."""
 
 from __future__ import annotations
 

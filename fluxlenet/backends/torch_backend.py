@@ -23,6 +23,7 @@ from ..init import epoch_permutation, initial_weights
 from ..runlog import round4
 from ..worker import parallel_jobs
 from .torch_optim import ChainOptimiser, flatten_parameters
+from .torch_pool import max_pool2
 
 ACTIVATIONS = {"identity": None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 EVAL_BATCH = 500  # evaluation needs no gradients; 500 keeps the activations in cache (2000 was 2x slower)
@@ -81,85 +82,23 @@ def _is_pool2(module: nn.Module) -> bool:
             and not module.return_indices)
 
 
-_POOL_BASE: dict = {}
-
-
-class _ReluMaxPool2(torch.autograd.Function):
-    """max_pool2d(relu(x), 2), computed as relu(max of four strided views of x): max and relu
-    commute, so the values are the same, and the same gradient: to the first maximum of each window
-    in aten's scan order (0,0), (0,1), (1,0), (1,1), nothing where that maximum is <= 0 (aten's own
-    backward kernel does the scatter). aten's CPU max_pool2d takes ~800 us for a 32x6x24x24 batch,
-    this forward ~300 us with the indices, ~120 us without (inference). Windows holding a NaN may
-    route their (NaN) gradient to another element of the window than aten; the values are the same."""
-
-    @staticmethod
-    def forward(ctx, x):
-        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-        x = x[..., :h, :w]
-        a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
-        c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
-        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
-        out = torch.maximum(top, bottom).clamp_min_(0)
-        if ctx.needs_input_grad[0]:
-            right_top, right_bottom, low = b > a, d > c, bottom > top  # a later element wins only if larger
-            col = right_top ^ (low & (right_top ^ right_bottom))
-            key = (h, w, x.device)
-            if key not in _POOL_BASE:
-                rows = torch.arange(h // 2, device=x.device).view(-1, 1) * (2 * w)
-                _POOL_BASE[key] = rows + torch.arange(w // 2, device=x.device) * 2
-            index = (low * w).add_(col).add_(_POOL_BASE[key])  # row * w + column of the maximum
-            ctx.save_for_backward(x, index, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, index, out = ctx.saved_tensors
-        grad = torch.ops.aten.threshold_backward(grad, out, 0)  # relu's own backward, after the pooling
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
-
-
-def _max_pool2(x: torch.Tensor) -> torch.Tensor:
-    """max_pool2d(x, 2) for inference: the maximum of four strided views (same values, NaN included)."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    x = x[..., :h, :w]
-    return torch.maximum(torch.maximum(x[..., 0::2, 0::2], x[..., 0::2, 1::2]),
-                         torch.maximum(x[..., 1::2, 0::2], x[..., 1::2, 1::2]))
-
-
-_GRAIN = 32768  # aten's grain size: smaller elementwise ops run on one thread
-
-
-def _relu_max_pool2(x, relu, pool):
-    # odd sizes (7x7 -> 3x3 in lenet-add-conv) take the plain path: the fused backward
-    # scatters into the cropped even-sized input only.
-    if x.shape[-2] % 2 or x.shape[-1] % 2:
-        return pool(relu(x))
-    # With several threads aten's pooling runs in parallel, while the small elementwise ops of
-    # _ReluMaxPool2 (under the grain size) do not: there the modules train faster (2 threads:
-    # fused 1.07x slower at batch 32, 0.97-0.99x at batch 64-128). Inference always fuses.
-    if x.numel() < 4 * _GRAIN and torch.get_num_threads() > 1 and x.requires_grad and torch.is_grad_enabled():
-        return pool(relu(x))
-    return _ReluMaxPool2.apply(x)
-
-
 def fast_forward(model: nn.Module):
-    """A function computing model(x) with the same values and gradients, faster on a CPU: each ReLU
-    followed by MaxPool2d(2) runs as one _ReluMaxPool2 (a MaxPool2d(2) alone, without autograd, as
-    the maximum of strided views). Other modules are called as they are. The model is not changed."""
+    """A function computing model(x) with the same values and gradients, faster on a CPU: each
+    MaxPool2d(2), with the ReLU before it when there is one, runs as one pass of torch_pool's loop
+    (aten's pooling is the slowest op of a LeNet step). Other modules are called as they are; the
+    model is not changed."""
     if not isinstance(model, nn.Sequential):
         return model
     modules, steps, i = list(model), [], 0
     while i < len(modules):
-        if isinstance(modules[i], nn.ReLU) and i + 1 < len(modules) and _is_pool2(modules[i + 1]):
-            steps.append(lambda x, relu=modules[i], pool=modules[i + 1]: _relu_max_pool2(x, relu, pool))
-            i += 2
+        relu = isinstance(modules[i], nn.ReLU) and i + 1 < len(modules) and _is_pool2(modules[i + 1])
+        last = i + 1 if relu else i
+        if _is_pool2(modules[last]):
+            plain = nn.Sequential(*modules[i:last + 1])
+            steps.append(lambda x, relu=relu, plain=plain: max_pool2(x, relu) if x.device.type == "cpu" else plain(x))
         else:
-            module = modules[i]
-            if _is_pool2(module):
-                steps.append(lambda x, module=module: _max_pool2(x) if not torch.is_grad_enabled() else module(x))
-            else:
-                steps.append(module)
-            i += 1
+            steps.append(modules[i])
+        i = last + 1
 
     def forward(x):
         for step in steps:
