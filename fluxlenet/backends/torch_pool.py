@@ -1,8 +1,8 @@
 """2x2 max pooling, stride 2 (nn.MaxPool2d(2)), alone or after a ReLU, as one pass of a numba loop.
 
-aten's CPU max_pool2d takes ~25 ns an output (800 us for a 32x6x24x24 batch, 30% of a LeNet step at
-batch 128); a composition of torch ops (the maximum of four strided views, plus the index) was 2.5x
-faster and this loop is 4-5x faster again. The values and gradients are aten's, bit for bit: each
+aten's CPU max_pool2d takes ~25 ns an output (800 us for a 32x6x24x24 batch); with its backward and
+the ReLU, pooling was ~30% of a LeNet step at batch 128. This loop, forward and backward, is ~4x
+faster than aten and ~2x faster than the torch ops it replaces (four strided views and an index). The values and gradients are aten's, bit for bit: each
 window is scanned in aten's order (0,0), (0,1), (1,0), (1,1), a later element taking over only if it
 is larger or NaN, and the whole gradient goes to that element (with relu, nothing where the pooled
 value is <= 0: relu's own backward). Odd sizes are floored, as MaxPool2d(2) does.
@@ -37,6 +37,23 @@ def _pool_forward(x, out, pos, relu):
 
 
 @numba.njit(cache=True, nogil=True)
+def _pool_values(x, out, relu):
+    """_pool_forward's values alone (inference), with selects instead of branches: ~4x faster."""
+    planes, h2, w2 = out.shape
+    for p in range(planes):
+        for i in range(h2):
+            top, bottom, o = x[p, 2 * i], x[p, 2 * i + 1], out[p, i]
+            for j in range(w2):
+                a, b, c, d = top[2 * j], top[2 * j + 1], bottom[2 * j], bottom[2 * j + 1]
+                m = b if b > a else a  # the scan order decides between 0.0 and -0.0
+                m = c if c > m else m
+                m = d if d > m else m
+                nan = (a != a) | (b != b) | (c != c) | (d != d)
+                m = a + b + c + d if nan else m  # NaN
+                o[j] = 0 if relu and m < 0 else m
+
+
+@numba.njit(cache=True, nogil=True)
 def _pool_backward(grad, out, pos, relu, grad_x):
     """Adds grad to each window's chosen element of grad_x (zeros); with relu, not where out <= 0."""
     planes, h2, w2 = out.shape
@@ -49,6 +66,11 @@ def _pool_backward(grad, out, pos, relu, grad_x):
                 grad_x[p, 2 * i + (q[j] >> 1), 2 * j + (q[j] & 1)] = g[j]
 
 
+def _planes(t: torch.Tensor):
+    """The NumPy view of an NCHW CPU tensor as (N*C, H, W) planes, no copy."""
+    return t.numpy().reshape(-1, t.shape[-2], t.shape[-1])
+
+
 class MaxPool2(torch.autograd.Function):
     """MaxPool2d(2)(relu(x)) when relu is True, MaxPool2d(2)(x) otherwise; x on the CPU, NCHW."""
 
@@ -58,24 +80,26 @@ class MaxPool2(torch.autograd.Function):
         n, c, h, w = x.shape
         out = torch.empty(n, c, h // 2, w // 2, dtype=x.dtype)
         pos = torch.empty(n, c, h // 2, w // 2, dtype=torch.uint8)
-        _pool_forward(x.numpy().reshape(n * c, h, w), out.numpy().reshape(n * c, h // 2, w // 2),
-                      pos.numpy().reshape(n * c, h // 2, w // 2), relu)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(out, pos)
-            ctx.relu, ctx.input_size = relu, (h, w)
+        _pool_forward(_planes(x), _planes(out), _planes(pos), relu)
+        ctx.save_for_backward(out, pos)
+        ctx.relu, ctx.input_size = relu, (h, w)
         return out
 
     @staticmethod
     def backward(ctx, grad):
         out, pos = ctx.saved_tensors
-        n, c, h2, w2 = out.shape
-        h, w = ctx.input_size
-        grad_x = torch.zeros(n, c, h, w, dtype=grad.dtype)
-        _pool_backward(grad.contiguous().numpy().reshape(n * c, h2, w2), out.numpy().reshape(n * c, h2, w2),
-                       pos.numpy().reshape(n * c, h2, w2), ctx.relu, grad_x.numpy().reshape(n * c, h, w))
+        grad_x = torch.zeros(*out.shape[:2], *ctx.input_size, dtype=grad.dtype)
+        _pool_backward(_planes(grad.contiguous()), _planes(out), _planes(pos), ctx.relu, _planes(grad_x))
         return grad_x, None
 
 
 def max_pool2(x: torch.Tensor, relu: bool) -> torch.Tensor:
-    return MaxPool2.apply(x, relu)
+    """MaxPool2d(2)(relu(x)) or MaxPool2d(2)(x), x on the CPU; without autograd where none is needed."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return MaxPool2.apply(x, relu)
+    x = x.detach().contiguous()
+    n, c, h, w = x.shape
+    out = torch.empty(n, c, h // 2, w // 2, dtype=x.dtype)
+    _pool_values(_planes(x), _planes(out), relu)
+    return out
 
