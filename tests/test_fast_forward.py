@@ -72,3 +72,9 @@ def test_pooling_loop_is_atens_pooling_bit_for_bit(relu, dtype, shape):
         assert torch.equal(out_a.signbit(), out.signbit())
     assert torch.equal(grad_a, grad_b)
     assert grad_b[0, 0, 0, 1] != 0  # the NaN took the window's gradient, with relu too (NaN > 0 is false, NaN <= 0 too)
+
+
+def test_dtypes_the_loop_does_not_take_go_through_the_modules():
+    model = build_model(models.MODELS["lenet5"]["layers"]).to(torch.bfloat16)
+    x = torch.rand(4, 1, 28, 28, dtype=torch.bfloat16)
+    assert torch.equal(model(x), fast_forward(model)(x))
