@@ -58,7 +58,8 @@ class RunConfig:
     trace_steps: int = 0
     # Flush subnormal floats to zero (FTZ/DAZ), in both frameworks. Off by default, as Julia and
     # torch are: it changes float32 results (slightly, then chaotically), but the moments of dead
-    # units (and with L2 their weights) decay through the subnormals: steps get up to 2x slower.
+    # units get stuck in the subnormals (0.9 x the smallest ones rounds back to them), and with L2
+    # the weights too: steps get up to 3x slower.
     flush_subnormals: bool = False
 
     # names as users write them (TOML / CLI) -> field names
