@@ -163,12 +163,9 @@ def _coerce(name: str, value, where: str):
     """Type-check one TOML/CLI value against the RunConfig field `name`."""
     kinds = {"eta": float, "lambda_": float, "rho": float, "gamma": float, "warmup_epochs": float,
              "batchsize": int, "epochs": int, "steps": int, "seed": int, "infotime": int, "checktime": int,
-             "train_size": int, "test_size": int, "valid_size": int, "threads": int, "trace_steps": int}
+             "train_size": int, "test_size": int, "valid_size": int, "threads": int, "trace_steps": int,
+             "flush_subnormals": bool}
     user_name = {"lambda_": "lambda", "rho": "momentum"}.get(name, name)
-    if name == "flush_subnormals":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}{user_name} must be true or false, not {value!r}")
-        return value
     if name == "milestones":
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{where}{user_name} must be a list of whole epochs, not {value!r}")
@@ -180,6 +177,10 @@ def _coerce(name: str, value, where: str):
         return value
     if value is None and name in ("steps", "train_size", "test_size", "threads"):
         return None
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}{user_name} must be true or false, not {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}{user_name} must be a number, not {value!r}")
     if kind is int:

@@ -23,7 +23,7 @@ from ..init import epoch_permutation, initial_weights
 from ..runlog import round4
 from ..worker import parallel_jobs
 from .torch_optim import ChainOptimiser, flatten_parameters
-from .torch_pool import max_pool2
+from .torch_pool import handles, max_pool2
 
 ACTIVATIONS = {"identity": None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 EVAL_BATCH = 500  # evaluation needs no gradients; 500 keeps the activations in cache (2000 was 2x slower)
@@ -82,10 +82,6 @@ def _is_pool2(module: nn.Module) -> bool:
             and not module.return_indices)
 
 
-def _numba_pools(x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
-
-
 def fast_forward(model: nn.Module):
     """A function computing model(x) with the same values and gradients, faster on a CPU: each
     MaxPool2d(2), with the ReLU before it when there is one, runs as one pass of torch_pool's loop
@@ -99,7 +95,7 @@ def fast_forward(model: nn.Module):
         last = i + 1 if relu else i
         if _is_pool2(modules[last]):
             plain = nn.Sequential(*modules[i:last + 1])
-            steps.append(lambda x, relu=relu, plain=plain: max_pool2(x, relu) if _numba_pools(x) else plain(x))
+            steps.append(lambda x, relu=relu, plain=plain: max_pool2(x, relu) if handles(x) else plain(x))
         else:
             steps.append(modules[i])
         i = last + 1

@@ -72,18 +72,23 @@ def _planes(t: torch.Tensor):
     return t.numpy().reshape(-1, t.shape[-2], t.shape[-1])
 
 
+def _input_and_output(x: torch.Tensor):
+    """x as a contiguous tensor outside autograd, and an empty pooled output (odd sizes floored)."""
+    x = x.detach().contiguous()
+    n, c, h, w = x.shape
+    return x, torch.empty(n, c, h // 2, w // 2, dtype=x.dtype)
+
+
 class MaxPool2(torch.autograd.Function):
     """MaxPool2d(2)(relu(x)) when relu is True, MaxPool2d(2)(x) otherwise; x on the CPU, NCHW."""
 
     @staticmethod
     def forward(ctx, x, relu):
-        x = x.detach().contiguous()
-        n, c, h, w = x.shape
-        out = torch.empty(n, c, h // 2, w // 2, dtype=x.dtype)
-        pos = torch.empty(n, c, h // 2, w // 2, dtype=torch.uint8)
+        x, out = _input_and_output(x)
+        pos = torch.empty(out.shape, dtype=torch.uint8)
         _pool_forward(_planes(x), _planes(out), _planes(pos), relu)
         ctx.save_for_backward(out, pos)
-        ctx.relu, ctx.input_size = relu, (h, w)
+        ctx.relu, ctx.input_size = relu, x.shape[-2:]
         return out
 
     @staticmethod
@@ -94,13 +99,17 @@ class MaxPool2(torch.autograd.Function):
         return grad_x, None
 
 
+def handles(x: torch.Tensor) -> bool:
+    """Whether max_pool2 takes x: an NCHW float32/float64 tensor on the CPU."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() == 4
+
+
 def max_pool2(x: torch.Tensor, relu: bool) -> torch.Tensor:
-    """MaxPool2d(2)(relu(x)) or MaxPool2d(2)(x), x on the CPU; without autograd where none is needed."""
+    """MaxPool2d(2)(relu(x)) or MaxPool2d(2)(x), for x that `handles` takes; without autograd where
+    none is needed."""
     if torch.is_grad_enabled() and x.requires_grad:
         return MaxPool2.apply(x, relu)
-    x = x.detach().contiguous()
-    n, c, h, w = x.shape
-    out = torch.empty(n, c, h // 2, w // 2, dtype=x.dtype)
+    x, out = _input_and_output(x)
     _pool_values(_planes(x), _planes(out), relu)
     return out
 
