@@ -129,6 +129,18 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])
 
+    def check_finite(self) -> None:
+        """Refuse images holding NaN or Inf, in both backends with the same words (the Flux side:
+        `prepare` in julia/src/train.jl). NNlib's max pooling drops a NaN that torch's propagates,
+        so the two frameworks would disagree about what such data means."""
+        for split, x in (("training", self.train_x), ("test", self.test_x), ("validation", self.valid_x)):
+            if x is None or np.isfinite(x).all():
+                continue
+            bad = ~np.isfinite(x.reshape(len(x), -1))
+            count, sample = int(bad.sum()), int(np.flatnonzero(bad.any(axis=1))[0])
+            raise DataError(f"the {split} images hold {count} NaN or infinite value{'' if count == 1 else 's'} "
+                            f"(the first in sample {sample}): fix the data; no loss can be computed from them")
+
 
 # -- where the files are ---------------------------------------------------------------
 

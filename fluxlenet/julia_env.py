@@ -84,6 +84,67 @@ def _json_julia(path: Path) -> str | None:
         return None
 
 
+def juliacall_environment(threads: int) -> None:
+    """How juliacall starts Julia in this process: set before `import juliacall`.
+
+    `threads` Julia threads, and Julia's signal handling on: with more than one thread and it off,
+    Julia's GC safepoints (SIGSEGV) reach Python's handlers and the worker dies of SIGSEGV (seen on
+    Julia 1.10 with 2 threads; PythonCall's FAQ says the same).
+    """
+    os.environ["PYTHON_JULIACALL_THREADS"] = str(int(threads))
+    os.environ["PYTHON_JULIACALL_HANDLE_SIGNALS"] = "yes"
+
+
+def pythoncall_wanted() -> str | None:
+    """The PythonCall.jl version that the installed juliacall pins (its juliapkg.json), e.g. "0.9.37"."""
+    spec = importlib.util.find_spec("juliacall")  # finds, does not import
+    if spec is None or not spec.origin:
+        return None
+    try:
+        packages = json.loads(Path(spec.origin).with_name("juliapkg.json").read_text(encoding="utf-8"))["packages"]
+        return packages["PythonCall"]["version"].lstrip("=~^ ")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def manifest_version(project: str | os.PathLike, package: str) -> str | None:
+    """The version of `package` in a Julia project's manifest (any manifest format), or None."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    folder = Path(project)
+    # Julia reads a version-specific manifest first (Manifest-v1.10.toml), then JuliaManifest.toml, Manifest.toml
+    candidates = sorted(folder.glob("*Manifest-v*.toml"), reverse=True) + \
+        [folder / "JuliaManifest.toml", folder / "Manifest.toml"]
+    for path in candidates:
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        entries = doc.get("deps", doc)  # format 2.0 keeps packages under [deps], format 1.0 at the top
+        entry = entries.get(package) if isinstance(entries, dict) else None
+        if isinstance(entry, list) and entry and isinstance(entry[0], dict):
+            return entry[0].get("version")
+    return None
+
+
+def pythoncall_mismatch(project: str | os.PathLike) -> str | None:
+    """Why juliacall cannot start with `project`'s PythonCall.jl, or None when they fit (or we cannot tell).
+
+    juliacall pins PythonCall exactly; with another one in the project, `import juliacall` fails inside
+    Julia ("'juliacall' module already exists"), far from the cause.
+    """
+    wanted, found = pythoncall_wanted(), manifest_version(project, "PythonCall")
+    if not wanted or not found or wanted == found:
+        return None
+    try:
+        have = importlib.metadata.version("juliacall")
+    except importlib.metadata.PackageNotFoundError:
+        have = "?"
+    return (f"juliacall {have} needs PythonCall.jl {wanted}, but the Julia project {project} has PythonCall "
+            f"{found}: `pip install 'juliacall=={found}'` to match it, or update PythonCall there "
+            f"(`julia --project={project} -e 'using Pkg; Pkg.add(name=\"PythonCall\", version=\"{wanted}\")'`)")
 # ------------------------------------------------------------------ status
 
 
@@ -108,6 +169,9 @@ def julia_status() -> tuple[bool, str]:
     exe, project = os.environ.get("PYTHON_JULIACALL_EXE"), os.environ.get("PYTHON_JULIACALL_PROJECT")
     if exe and project:  # juliacall then uses this Julia and project as they are
         if os.path.exists(project):
+            mismatch = pythoncall_mismatch(project)
+            if mismatch:
+                return False, mismatch
             return True, f"Julia at {exe} with the project {project} (PYTHON_JULIACALL_EXE/PROJECT)"
         return False, (f"the Julia project PYTHON_JULIACALL_PROJECT={project} does not exist; "
                        f"unset it and run `{SETUP_COMMAND}`")
@@ -120,6 +184,9 @@ def julia_status() -> tuple[bool, str]:
     except Exception:
         meta = None
     if meta and _declares_us(meta):
+        mismatch = pythoncall_mismatch(STATE.get("project") or "")
+        if mismatch:
+            return False, f"{mismatch}; or run `{SETUP_COMMAND}` to re-resolve the environment"
         return True, f"Julia {meta.get('version')} with {PACKAGES_TEXT} is set up ({meta.get('executable')})"
 
     julia = _find_julia(compat, STATE)

@@ -162,7 +162,13 @@ def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None
         from .runlog import RunLog
         log = RunLog(run_dir, echo=_console_echo(config, backend))
         log.set_status("running", pid=os.getpid())
+        if backend == "flux":  # before juliacall is imported: Julia's threads are fixed when it starts
+            from .julia_env import juliacall_environment
+            juliacall_environment(config.get("threads") or os.cpu_count() or 1)
         impl = backend_module(backend)
+        # Julia's signal handling (on, for its threads) takes SIGTERM in a thread of its own and exits
+        # with a backtrace; unblocked here it comes to this thread, whose handler stops the run cleanly.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         from .config import RunConfig
         from .data import load_dataset
         cfg = RunConfig(**config)
@@ -171,6 +177,7 @@ def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None
         data = load_dataset(cfg.dataset, cfg.data_dir, train_size=cfg.train_size, test_size=cfg.test_size,
                             valid_size=cfg.valid_size, seed=cfg.seed, download=False, progress=False)
         write_config(log.dir, cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
+                     threads=impl.threads_used(cfg),
                      python=platform.python_version(), platform=platform.platform(),
                      train_samples=len(data.train_y), test_samples=len(data.test_y),
                      valid_samples=0 if data.valid_y is None else len(data.valid_y))

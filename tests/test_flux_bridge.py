@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import subprocess
 import sys
@@ -236,12 +237,15 @@ def test_toml_writer_floats_round_trip_exactly():
 
 
 def test_the_julia_side_reads_every_key_we_write():
-    """args_from_job (julia/src/bridge.jl) reads exactly the keys flux_layout writes."""
+    """The job keys Julia knows (JOB_KEYS and RUN_KEYS in julia/src/bridge.jl) are exactly those flux_layout writes."""
     bridge = (JULIA_SRC / "bridge.jl").read_text(encoding="utf-8")
-    body = bridge[bridge.index("function args_from_job"):bridge.index("function run_job")]
-    read = set(re.findall(r'job\["(\w+)"\]', body)) | set(re.findall(r'haskey\(job, "(\w+)"\)', body))
-    read |= set(re.findall(r'job\["(\w+)"\]', bridge[bridge.index("function run_job"):]))
+    table = bridge[bridge.index("const JOB_KEYS"):bridge.index("const RUN_KEYS")]
+    read = set(re.findall(r'"(\w+)" => \(:', table))
+    read |= set(re.findall(r'"(\w+)"', bridge[bridge.index("const RUN_KEYS"):].splitlines()[0]))
     assert read == set(fl.JOB_KEYS)
+    # every keyword it makes is a field of Args (train.jl), where the documented defaults live
+    fields = set(re.findall(r"^    (\w+) = ", (JULIA_SRC / "train.jl").read_text(encoding="utf-8"), re.M))
+    assert set(re.findall(r'=> \(:(\w+),', table)) <= fields
     job = fl.job_spec(config(steps=10), savepath="runs")
     assert set(job) == set(fl.JOB_KEYS)
 
@@ -466,3 +470,122 @@ def test_a_julia_error_becomes_one_readable_line(monkeypatch, tmp_path):
         flux.train(cfg, _tiny_dataset(), RunLog(tmp_path, echo=lambda line: None))
     with pytest.raises(flux.FluxError, match="CPU only"):
         flux.device_name(cfg.replace(device="cuda"))
+
+
+class _CheckpointingJulia(_StandInJulia):
+    """Reports epochs 0 and 1, then saves a checkpoint, as the post's loop does with checktime = 1."""
+
+    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
+                *weights):
+        self.calls.append(job)
+        started(0)
+        report(0, 2.3, 10.0, 2.3, 10.0, None, None, None, 3e-4)
+        report(1, 0.5, 90.0, 0.6, 85.0, None, None, 1.0, 3e-4)
+        say('Model saved in "model.bson"')
+        return "finished"
+
+
+def test_fault_points_reach_flux_runs(monkeypatch, tmp_path):
+    """The robustness hooks (fluxlenet.faults) fire in Flux runs too: after an epoch's report and after
+    its checkpoint, so the Julia-marked kill/resume test can stop a Flux run at an exact point."""
+    from fluxlenet import faults
+    from fluxlenet.runlog import RunLog
+    flux = _load_flux_backend(monkeypatch, _CheckpointingJulia())
+    cfg = RunConfig(backend="flux", epochs=1, run="A").validate()
+    for point in ("epoch1", "checkpoint1"):
+        monkeypatch.setattr(faults, "RULES", [("A", "raise", point)])
+        with pytest.raises(RuntimeError, match=f"fault injected by FLUXLENET_FAULT at {point}"):
+            flux.train(cfg, _tiny_dataset(), RunLog(tmp_path / point, echo=lambda line: None))
+    monkeypatch.setattr(faults, "RULES", [("B", "raise", "checkpoint1")])  # another run's rule
+    assert flux.train(cfg, _tiny_dataset(), RunLog(tmp_path / "other", echo=lambda line: None)) == "finished"
+
+
+# ------------------------------------------------------------------ NaN in the data: refused by both backends
+
+
+def _with_nan(split: str):
+    ds = _tiny_dataset()
+    getattr(ds, f"{split}_x")[3, 0, 5, 7] = np.nan
+    return ds
+
+
+def test_nan_images_are_refused_before_training():
+    from fluxlenet.data import DataError
+    with pytest.raises(DataError, match=r"^the training images hold 1 NaN or infinite value \(the first in sample 3\)"):
+        _with_nan("train").check_finite()
+    ds = _with_nan("test")
+    ds.test_x[5] = np.inf
+    with pytest.raises(DataError, match=r"^the test images hold 785 NaN or infinite values \(the first in sample 3\)"):
+        ds.check_finite()
+    _tiny_dataset().check_finite()  # finite data passes
+
+
+def test_both_backends_refuse_nan_images_in_the_same_words(monkeypatch, tmp_path):
+    """NNlib's max pooling drops a NaN that torch's propagates: fed NaN, Flux would report a finite
+    epoch 0 and PyTorch a NaN one. Both refuse such data instead, before any training."""
+    from fluxlenet.backends import torch_backend
+    from fluxlenet.data import DataError
+    from fluxlenet.runlog import RunLog
+    julia = _StandInJulia()
+    flux = _load_flux_backend(monkeypatch, julia)
+    messages = []
+    for name, backend in (("flux", flux), ("torch", torch_backend)):
+        cfg = RunConfig(backend=name, epochs=1, batchsize=16).validate()
+        log = RunLog(tmp_path / name, echo=lambda line: None)
+        with pytest.raises(DataError) as info:
+            backend.train(cfg, _with_nan("train"), log)
+        messages.append(str(info.value))
+        assert not (tmp_path / name / "log.csv").exists() or not (tmp_path / name / "log.csv").read_text().strip()
+    assert messages[0] == messages[1] and "NaN or infinite" in messages[0]
+    assert julia.calls == []  # Julia was never asked to train
+
+
+# ------------------------------------------------------------------ how Julia starts, and which PythonCall
+
+
+def test_juliacall_starts_julia_with_the_runs_threads_and_signal_handling(monkeypatch):
+    monkeypatch.delenv("PYTHON_JULIACALL_THREADS", raising=False)
+    monkeypatch.delenv("PYTHON_JULIACALL_HANDLE_SIGNALS", raising=False)
+    julia_env.juliacall_environment(3)
+    assert os.environ["PYTHON_JULIACALL_THREADS"] == "3"
+    assert os.environ["PYTHON_JULIACALL_HANDLE_SIGNALS"] == "yes"  # required with more than one Julia thread
+
+
+def test_the_worker_sets_julias_threads_before_importing_juliacall():
+    source = (ROOT / "fluxlenet" / "worker.py").read_text(encoding="utf-8")
+    body = source[source.index("def worker_main"):]
+    assert body.index("juliacall_environment(") < body.index("backend_module(backend)")
+    assert "threads=impl.threads_used(cfg)" in body  # recorded in config.json
+
+
+def _project_with_pythoncall(folder: Path, version: str, manifest_format: str = "2.0") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "Project.toml").write_text('[deps]\nPythonCall = "6099a3de-0909-46bc-b1f4-468b9a2dfc0d"\n')
+    entry = f'uuid = "6099a3de-0909-46bc-b1f4-468b9a2dfc0d"\nversion = "{version}"\n'
+    if manifest_format == "2.0":
+        text = f'julia_version = "1.10.8"\nmanifest_format = "2.0"\n\n[[deps.PythonCall]]\n{entry}'
+        (folder / "Manifest.toml").write_text(text)
+    else:
+        (folder / "Manifest.toml").write_text(f"[[PythonCall]]\n{entry}")
+    return folder
+
+
+def test_a_julia_project_with_another_pythoncall_is_named_with_the_fix(monkeypatch, tmp_path):
+    wanted = julia_env.pythoncall_wanted()
+    assert wanted and wanted[0].isdigit()  # read from the installed juliacall's juliapkg.json
+    old = _project_with_pythoncall(tmp_path / "old", "0.9.34")
+    assert julia_env.manifest_version(old, "PythonCall") == "0.9.34"
+    legacy = _project_with_pythoncall(tmp_path / "legacy", "0.9.20", manifest_format="1.0")
+    assert julia_env.manifest_version(legacy, "PythonCall") == "0.9.20"
+    assert julia_env.pythoncall_mismatch(_project_with_pythoncall(tmp_path / "same", wanted)) is None
+
+    monkeypatch.setenv("PYTHON_JULIACALL_EXE", "/opt/julia-1.10.8/bin/julia")
+    monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", str(old))
+    ready, reason = julia_env.julia_status()
+    assert not ready
+    assert f"needs PythonCall.jl {wanted}" in reason and "has PythonCall 0.9.34" in reason
+    assert "pip install 'juliacall==0.9.34'" in reason and "\n" not in reason
+    lines = julia_env.doctor_lines()
+    assert f"Julia: not available: {reason}" in lines
+    monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", str(tmp_path / "same"))
+    assert julia_env.julia_status()[0]

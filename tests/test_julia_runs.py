@@ -11,7 +11,10 @@ import csv
 import gzip
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -114,6 +117,7 @@ def test_a_short_flux_run_through_the_worker(flux_run):
     config = json.loads((flux_run / "config.json").read_text())
     assert config["versions"]["Flux"].startswith("0.16") and config["versions"]["julia"].startswith("1.10")
     assert config["device"].startswith("cpu: Julia")
+    assert config["threads"] == {"julia": 2, "blas": 2}  # the run's threads = 2: Julia started with them
     assert list(flux_run.glob("events.out.tfevents.*"))  # TensorBoard scalars, as for torch
 
 
@@ -207,3 +211,62 @@ except juliacall.JuliaError as e:
     print("SUMMARY", flux.julia_error_summary(e))
 """)
     assert out.split("SUMMARY ", 1)[1].strip() == "the first line"
+
+
+def test_a_flux_run_killed_after_its_checkpoint_resumes_to_the_same_log(tmp_path, data_dir, monkeypatch):
+    """SIGKILL of the worker right after the epoch-1 checkpoint (model.bson + optimiser.bson), then a
+    rerun: it goes on from epoch 1, and log.csv equals that of an uninterrupted lockstep run."""
+    settings = dict(mode="lockstep", epochs=3, checktime=1)
+    killed = tmp_path / "killed" / "flux"
+    monkeypatch.setenv("FLUXLENET_FAULT", "kill@checkpoint1")  # read by the spawned worker at import
+    assert run("flux", killed, data_dir, **settings)["status"] == "running"  # died without a word
+    assert [int(r["epoch"]) for r in log_rows(killed)] == [0, 1]
+    monkeypatch.delenv("FLUXLENET_FAULT")
+    assert run("flux", killed, data_dir, **settings)["status"] == "finished"
+    assert "Resuming from the checkpoint of epoch 1" in (killed / "console.log").read_text()
+    straight = tmp_path / "straight" / "flux"
+    assert run("flux", straight, data_dir, **settings)["status"] == "finished"
+
+    def figures(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert figures(log_rows(killed)) == figures(log_rows(straight))
+
+
+def test_model_bson_loads_in_plain_julia(flux_run):
+    """`BSON.@load "model.bson" model epoch`, as the post's readers would, in a Julia without Python."""
+    import juliapkg
+    script = 'using BSON, Flux; BSON.@load ARGS[1] model epoch; println("EPOCH ", epoch, " ", model isa Chain)'
+    out = subprocess.run([juliapkg.executable(), f"--project={juliapkg.project()}", "-e", script,
+                          str(flux_run / "model.bson")], capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "EPOCH 2 true" in out.stdout
+
+
+def test_sigterm_stops_a_flux_run_as_interrupted(tmp_path, data_dir):
+    """Julia runs with its signal handling on; the worker still takes SIGTERM itself (the sweep's way
+    of stopping it on Ctrl-C) and records the run as interrupted, resumable."""
+    run_dir = tmp_path / "term" / "flux"
+    cfg = RunConfig(sweep="julia-tests", run="term", backend="flux", dataset="mnist", data_dir=str(data_dir),
+                    batchsize=16, epochs=30, checktime=1, threads=2, seed=1).validate()
+    proc = multiprocessing.get_context("spawn").Process(target=worker_main, args=("flux", cfg.to_dict(), str(run_dir)))
+    proc.start()
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while time.monotonic() < deadline and proc.is_alive():
+        if (run_dir / "log.csv").exists() and len(log_rows(run_dir)) >= 2:  # epoch 1 is logged
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.join(120)
+    assert not proc.is_alive()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["reason"] == "stopped by Ctrl-C or SIGTERM", status
+    assert proc.exitcode == 130
+
+
+def test_no_mlutils_warning_when_a_split_is_smaller_than_the_evaluation_batch(tmp_path, data_dir, capfd):
+    """640 training and 256 test images, evaluated in batches of up to 1000: MLUtils must not warn
+    "Number of observations less than batch-size" (Julia writes it to the worker's stderr)."""
+    assert run("flux", tmp_path / "small" / "flux", data_dir, mode="native", epochs=1, checktime=0,
+               train_size=500)["status"] == "finished"
+    err = capfd.readouterr().err
+    assert "less than batch-size" not in err, err[-2000:]

@@ -24,6 +24,7 @@ import sys
 import numpy as np
 from juliacall import Main as jl
 
+from .. import faults
 from ..init import initial_weights
 from ..julia_env import julia_source_file
 from ..runlog import round4
@@ -80,6 +81,12 @@ def versions(cfg) -> dict:
     return {**julia_versions(), "juliacall": juliacall.__version__, "numpy": np.__version__}
 
 
+def threads_used(cfg) -> dict:
+    """Julia's threads (fixed when Julia started: PYTHON_JULIACALL_THREADS, set by the worker) and BLAS's."""
+    julia_threads, blas_threads = _set_threads(cfg)
+    return {"julia": julia_threads, "blas": blas_threads}
+
+
 def device_name(cfg) -> str:
     if cfg.device != "cpu":
         raise FluxError(f"the Flux backend runs on the CPU only (device {cfg.device!r} was asked for); "
@@ -90,6 +97,7 @@ def device_name(cfg) -> str:
 
 def train(cfg, data, log) -> str:
     """Train one run in Julia; returns "finished" or "diverged". Resumes from model.bson when it is there."""
+    data.check_finite()  # Julia's `prepare` refuses them too; checked here, it is the torch backend's DataError
     FL = fluxlenet_module()
     device_name(cfg)  # checks the device, sets the BLAS threads
     n = len(data.train_y)
@@ -122,9 +130,17 @@ def train(cfg, data, log) -> str:
                          seconds=None if seconds is None else float(seconds), lr=None if lr is None else float(lr))
         if row == "diverged":  # Julia stops on the same test (a NaN or infinite loss)
             diverged.append(int(epoch))
+        reported.append(int(epoch))
+        if faults.RULES:
+            faults.point("epoch", int(epoch), cfg.run)
+
+    reported: list[int] = [0]
 
     def say(line):
-        log.say(str(line))
+        line = str(line)
+        log.say(line)
+        if faults.RULES and line.startswith("Model saved in"):  # Julia saves right after the epoch's report
+            faults.point("checkpoint", reported[-1], cfg.run)
 
     def started(epoch):
         epoch = int(epoch)

@@ -129,10 +129,14 @@ def versions(cfg) -> dict:
     return {"torch": torch.__version__, "numpy": np.__version__}
 
 
+def threads_used(cfg) -> dict:
+    return {"torch": cfg.threads or os.cpu_count() or 1}  # what train() sets
+
+
 def device_name(cfg) -> str:
     if cfg.device == "cuda":
         return f"cuda: {torch.cuda.get_device_name()}"
-    return f"cpu: {torch.get_num_threads()} threads"
+    return f"cpu: {threads_used(cfg)['torch']} threads"
 
 
 def keep_freed_memory() -> bool:
@@ -156,11 +160,12 @@ def keep_freed_memory() -> bool:
 
 def train(cfg, data, log) -> str:
     """Train one run; returns "finished" or "diverged". Resumes from model.pt when it is there."""
+    data.check_finite()
     # FTZ/DAZ is a per-thread CPU flag: set before torch's thread pool starts, so its threads
     # inherit it (a worker process has run no parallel op yet).
     if not torch.set_flush_denormal(cfg.flush_subnormals) and cfg.flush_subnormals:
         log.say("NOTE: this CPU cannot flush subnormals; the run goes on without")
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads_used(cfg)["torch"])
     keep_freed_memory()
     device = torch.device(cfg.device)
     dtype = torch.float64 if cfg.precision == "float64" else torch.float32

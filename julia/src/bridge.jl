@@ -6,23 +6,30 @@
 # callables for the run log. Nothing here depends on PythonCall: callables are called, arrays are
 # read as `AbstractArray`s.
 
+# How each key of a job document becomes a keyword of `train`. A key the document lacks keeps the
+# default of `Args` (see train.jl): a job written by an older fluxlenet, or by hand, still runs.
+# A key that is not here is refused, so a setting added in Python cannot be dropped on the way.
+const JOB_KEYS = Dict{String,Tuple{Symbol,Any}}(
+    "batchsize" => (:batchsize, Int), "epochs" => (:epochs, Int), "steps" => (:steps, Int),
+    "seed" => (:seed, Int), "infotime" => (:infotime, Int), "checktime" => (:checktime, Int),
+    "savepath" => (:savepath, String), "layers" => (:layers, identity), "rules" => (:rules, identity),
+    "warmup_epochs" => (:warmup_epochs, Float64), "milestones" => (:milestones, m -> Int[x for x in m]),
+    "gamma" => (:gamma, Float64), "precision" => (:T, p -> p == "float64" ? Float64 : Float32),
+    "trace_steps" => (:trace_steps, Int), "flush_subnormals" => (:flush_subnormals, Bool),
+    "progress" => (:progress, Bool), "resume" => (:resume, Bool))
+
+const RUN_KEYS = ("mode",)  # read by `run_job` itself
+
 """
     args_from_job(job) -> NamedTuple
 
-The keyword arguments of `train` for a job document (a parsed TOML `Dict`).
+The keyword arguments of `train` for a job document (a parsed TOML `Dict`): the keys of
+`JOB_KEYS` that the document has, converted; missing keys keep the defaults of `Args`.
 """
 function args_from_job(job::AbstractDict)
-    return (batchsize = Int(job["batchsize"]), epochs = Int(job["epochs"]),
-            steps = haskey(job, "steps") ? Int(job["steps"]) : nothing,
-            seed = Int(job["seed"]), infotime = Int(job["infotime"]), checktime = Int(job["checktime"]),
-            savepath = String(job["savepath"]),
-            layers = job["layers"], rules = job["rules"],
-            warmup_epochs = Float64(job["warmup_epochs"]),
-            milestones = Int[m for m in job["milestones"]], gamma = Float64(job["gamma"]),
-            T = job["precision"] == "float64" ? Float64 : Float32,
-            trace_steps = Int(job["trace_steps"]),
-            flush_subnormals = Bool(job["flush_subnormals"]),
-            progress = Bool(job["progress"]), resume = Bool(job["resume"]))
+    unknown = sort([k for k in keys(job) if !haskey(JOB_KEYS, k) && !(k in RUN_KEYS)])
+    isempty(unknown) || throw(ArgumentError("unknown keys in the job document: $(join(unknown, ", "))"))
+    return (; (JOB_KEYS[k][1] => JOB_KEYS[k][2](v) for (k, v) in job if haskey(JOB_KEYS, k))...)
 end
 
 """
@@ -37,7 +44,7 @@ layout (lockstep mode). `report` receives plain numbers:
 function run_job(job_toml::AbstractString, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations,
                  report, say, started, trace, poll, weights...)
     job = TOML.parse(job_toml)
-    lockstep = job["mode"] == "lockstep"
+    lockstep = get(job, "mode", "lockstep") == "lockstep"
     if lockstep && (permutations === nothing || isempty(weights))
         throw(ArgumentError("a lockstep run needs the initial weights and the permutations"))
     end

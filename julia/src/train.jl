@@ -57,14 +57,30 @@ end
 #
 # Images come as `W×H×C×N` arrays (a `W×H×N` array, as MLDatasets gives MNIST, gets its channel
 # dimension), labels as integers `0:nclasses-1`. They are copied once into plain arrays of `T`.
+#
+# Images holding NaN or Inf are refused, here and in the PyTorch backend alike (same message):
+# NNlib's max pooling compares (`x > m`), so it drops a NaN that torch's max pooling propagates.
+# The same data would give a finite epoch-0 loss in Flux and a NaN one in PyTorch, and "diverged"
+# at different epochs; bad data is a data error on both sides instead.
 
-function prepare(data, T, nclasses)
+function prepare(data, T, nclasses; split = "training")
     x, y = data
     x = ndims(x) == 3 ? reshape(x, size(x, 1), size(x, 2), 1, size(x, 3)) : x
     ndims(x) == 4 || throw(ArgumentError("images must be a W×H×C×N array, got size $(size(x))"))
     size(x, 4) == length(y) || throw(DimensionMismatch("$(size(x, 4)) images but $(length(y)) labels"))
-    return Array{T}(x), onehotbatch(Vector{Int}(vec(y)), 0:(nclasses - 1))
+    x = Array{T}(x)
+    bad = count(!isfinite, x)
+    if bad > 0
+        sample = findfirst(!isfinite, x)[4] - 1  # 0-based, as Python counts
+        throw(ArgumentError("the $split images hold $bad NaN or infinite value$(bad == 1 ? "" : "s") " *
+                            "(the first in sample $sample): fix the data; no loss can be computed from them"))
+    end
+    return x, onehotbatch(Vector{Int}(vec(y)), 0:(nclasses - 1))
 end
+
+# An evaluation loader: batches of `evalbatch`, or one batch when the split is smaller (MLUtils
+# warns once per loader when the batch size exceeds the number of observations).
+eval_loader(data, evalbatch) = Flux.DataLoader(data; batchsize = min(evalbatch, size(data[1])[end]))
 
 # A lockstep epoch: the batches are consecutive slices of a permutation chosen by the caller.
 lockstep_batches(x, y, perm, batchsize) =
@@ -179,12 +195,12 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
     layers = args.layers
     nclasses = last([spec["out"] for spec in layers if haskey(spec, "out")])
     xtrain, ytrain = prepare(train_data, T, nclasses)
-    xtest, ytest = prepare(test_data, T, nclasses)
-    train_loader = Flux.DataLoader((xtrain, ytrain); batchsize = args.batchsize, shuffle = true)
-    eval_loaders = (train = Flux.DataLoader((xtrain, ytrain); batchsize = args.evalbatch),
-                    test = Flux.DataLoader((xtest, ytest); batchsize = args.evalbatch),
+    xtest, ytest = prepare(test_data, T, nclasses; split = "test")
+    train_loader = Flux.DataLoader((xtrain, ytrain); batchsize = min(args.batchsize, size(xtrain, 4)), shuffle = true)
+    eval_loaders = (train = eval_loader((xtrain, ytrain), args.evalbatch),
+                    test = eval_loader((xtest, ytest), args.evalbatch),
                     valid = valid_data === nothing ? nothing :
-                            Flux.DataLoader(prepare(valid_data, T, nclasses); batchsize = args.evalbatch))
+                            eval_loader(prepare(valid_data, T, nclasses; split = "validation"), args.evalbatch))
     n = size(xtrain, 4)
     steps_per_epoch = cld(n, args.batchsize)
     total_epochs = args.steps === nothing ? args.epochs : cld(args.steps, steps_per_epoch)

@@ -270,13 +270,33 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
               progress = false, resume = false, hooks...)
         @test [r.lr for r in reports] ≈ 3e-4 .* [1 / 6, 3 / 6, 6 / 6]
 
-        # NaN in the data: the first report diverges
+        # NaN or Inf in the data is refused before training (NNlib's max pooling would drop a NaN
+        # that torch's propagates: the two backends would not agree on what it means)
         empty!(reports)
         xbad = copy(xtrain)
         xbad[1] = NaN32
-        @test train((xbad, ytrain), (xtest, ytest); epochs = 2, checktime = 0, progress = false, resume = false,
-                    hooks...) == :diverged
-        @test length(reports) == 1 && isnan(reports[1].tr.loss)
+        err = try
+            train((xbad, ytrain), (xtest, ytest); epochs = 2, checktime = 0, progress = false, resume = false, hooks...)
+        catch e
+            e
+        end
+        @test err isa ArgumentError && occursin("training images hold 1 NaN or infinite value", err.msg)
+        @test occursin("sample 0", err.msg) && isempty(reports)
+        xbad = copy(xtest)
+        xbad[end] = Inf32
+        @test_throws ArgumentError train((xtrain, ytrain), (xbad, ytest); epochs = 1, checktime = 0,
+                                         progress = false, resume = false, hooks...)
+        # a diverging run (an enormous step) still ends as :diverged, its last report not finite
+        empty!(reports)
+        @test train((xtrain, ytrain), (xtest, ytest); epochs = 3, checktime = 0, progress = false, resume = false,
+                    rules = [Dict{String,Any}("rule" => "Descent", "eta" => 1e30)], hooks...) == :diverged
+        @test !isfinite(reports[end].tr.loss)
+
+        # splits smaller than the evaluation batch: no MLUtils warning ("decreasing the batch-size")
+        @test_logs min_level=Base.CoreLogging.Warn train((xtrain, ytrain), (xtest, ytest); epochs = 1,
+                                                         batchsize = 500, checktime = 0, progress = false,
+                                                         resume = false, report = (a...) -> nothing,
+                                                         say = line -> nothing)
     end
 
     @testset "the Python entry point, with Julia callbacks" begin
@@ -345,7 +365,11 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         @test_throws ArgumentError FL.run_job(replace(job, "resume = true" => "resume = false"), xtrain, ytrain,
                                               xtest, ytest, nothing, nothing, nothing, (a...) -> nothing,
                                               println, e -> nothing, (a...) -> nothing, () -> nothing)
-        @test FL.args_from_job(FL.TOML.parse(job)).T == Float64
+        args = FL.args_from_job(FL.TOML.parse(job))
+        @test args.T == Float64 && args.batchsize == 32 && !haskey(args, :flush_subnormals)
+        # keys the document lacks keep Args' defaults (this job has no flush_subnormals); unknown keys are refused
+        @test FL.Args(; args...).flush_subnormals == false
+        @test_throws ArgumentError FL.args_from_job(FL.TOML.parse("learning_rate = 0.1\n" * job))
         @test length(FL.versions()) == 4
     end
 end
