@@ -1,4 +1,5 @@
-"""Run a sweep: one spawned worker per backend run, finished runs skipped, a summary at the end.
+"""Run a sweep in spawned workers (a process per torch run; Flux workers that keep Julia loaded and
+take runs one after another), finished runs skipped, a summary at the end.
 
 Nothing is lost, whatever stops a sweep:
 
@@ -29,7 +30,8 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 from .fsutil import check_writable, read_json
 from .runlog import FINAL_STATES, read_status
-from .worker import JOBS_ENV, run_is_busy, worker_main, write_config
+from .rundir import run_is_busy, write_config
+from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
 BUSY_WAIT_S = 60.0   # how long a rerun waits for a worker of a killed sweep to go
@@ -152,29 +154,105 @@ def _death_reason(exitcode: int | None) -> str:
     return f"the worker process died without recording why (exit code {exitcode})"
 
 
+def _ignoring_sigint(start) -> None:
+    """Start a worker that ignores Ctrl-C from birth (the disposition is inherited): the sweep stops it."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _start(ctx, task: Task, cfg: RunConfig) -> multiprocessing.Process:
     proc = ctx.Process(target=worker_main, args=(cfg.backend, cfg.to_dict(), str(task.run_dir), os.getpid()),
                        name=f"fluxlenet {task.label}", daemon=True)  # stopped if the sweep exits
-    # Workers ignore Ctrl-C from birth (the disposition is inherited): the sweep stops them.
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        proc.start()
-    finally:
-        signal.signal(signal.SIGINT, old)
+    _ignoring_sigint(proc.start)
     return proc
 
 
-def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Task]]:
-    """Run every task in spawned workers, `jobs` at a time; returns tasks grouped by final status."""
+@dataclass
+class ServingWorker:
+    """A worker process that takes runs one after another (fluxlenet.worker.serve): a Flux worker
+    starts Julia, loads FluxLeNet and compiles the loop once for all the runs it is given."""
+    backend: str
+    threads: int
+    proc: multiprocessing.Process
+    conn: multiprocessing.connection.Connection
+
+    @classmethod
+    def start(cls, ctx, backend: str, threads: int) -> ServingWorker:
+        conn, child = ctx.Pipe()
+        proc = ctx.Process(target=serve, args=(backend, child, os.getpid(), threads),
+                           name=f"fluxlenet {backend} worker", daemon=True)
+        _ignoring_sigint(proc.start)
+        child.close()
+        return cls(backend, threads, proc, conn)
+
+    def give(self, task: Task, cfg: RunConfig) -> None:
+        self.conn.send((cfg.to_dict(), str(task.run_dir)))
+
+    def answer(self) -> int | None:
+        """The exit code of the run it was given, once over; None before, or if it died instead."""
+        if not self.conn.poll():
+            return None
+        try:
+            return int(self.conn.recv())
+        except (EOFError, OSError):
+            return None
+
+    def close(self, wait_s: float = 10.0) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.conn.close()
+        self.proc.join(wait_s)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+
+
+def _serving_worker(idle: list[ServingWorker], ctx, cfg: RunConfig, echo) -> ServingWorker:
+    """An idle worker for `cfg`'s backend with its threads (Julia's are fixed at start), else a new one."""
+    for worker in idle:
+        if worker.backend == cfg.backend and worker.threads == cfg.threads and worker.proc.is_alive():
+            idle.remove(worker)
+            return worker
+    echo(f"--- starting a {cfg.backend} worker ({cfg.threads} thread{'s' if cfg.threads != 1 else ''}); "
+         "it takes the runs one after another")
+    return ServingWorker.start(ctx, cfg.backend, cfg.threads)
+
+
+SERVED_BACKENDS = ("flux",)  # torch runs keep a process each: FTZ is a per-thread flag of torch's pool threads
+
+
+def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
+              served: tuple[str, ...] = SERVED_BACKENDS) -> dict[str, list[Task]]:
+    """Run every task in spawned workers, `jobs` at a time; returns tasks grouped by final status.
+
+    Runs of a backend in `served` go to workers that stay (`ServingWorker`); the others get a process each.
+    """
     ctx = multiprocessing.get_context("spawn")
     cores = os.cpu_count() or 1
     pending = list(tasks)
-    running: list[tuple[multiprocessing.Process, Task]] = []
+    running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]] = []
+    idle: list[ServingWorker] = []
     results: dict[str, list[Task]] = {}
     commit = git_commit()
     _wait_until_free(tasks, echo)
     os.environ[JOBS_ENV] = str(jobs)  # inherited by the workers: labelled lines, no progress bars when > 1
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
+
+    def finish(task: Task, exitcode: int | None) -> None:
+        status = read_status(task.run_dir)
+        if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
+            # the worker died without a word (os.abort, a segfault, SIGKILL, a full disk)
+            status = {"status": "failed", "reason": _death_reason(exitcode)}
+            _mark(task.run_dir, "failed", status["reason"], echo)
+        if status["status"] in ("failed", "interrupted"):
+            echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
+        elif status["status"] == "diverged":
+            echo(f"--- {task.label} diverged: {status.get('reason', '')}")
+        results.setdefault(status["status"], []).append(task)
+
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -189,47 +267,57 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print) -> dict[str, list[Ta
                     echo(f"--- {task.label} failed: {reason}")
                     results.setdefault("failed", []).append(task)
                     continue
-                running.append((_start(ctx, task, cfg), task))
+                if cfg.backend in served:
+                    worker = _serving_worker(idle, ctx, cfg, echo)
+                    worker.give(task, cfg)
+                    running.append((worker.proc, task, worker))
+                else:
+                    running.append((_start(ctx, task, cfg), task, None))
             if running:
-                multiprocessing.connection.wait([proc.sentinel for proc, _ in running], timeout=1.0)
-            for proc, task in list(running):
+                waitables = [proc.sentinel for proc, _, _ in running] + [w.conn for _, _, w in running if w]
+                multiprocessing.connection.wait(waitables, timeout=1.0)
+            for entry in list(running):
+                proc, task, worker = entry
+                code = worker.answer() if worker is not None else None
+                if code is not None:
+                    running.remove(entry)
+                    idle.append(worker)
+                    finish(task, code)
+                    continue
                 if proc.is_alive():
                     continue
                 proc.join()
-                running.remove((proc, task))
-                status = read_status(task.run_dir)
-                if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                    # the worker died without a word (os.abort, a segfault, SIGKILL, a full disk)
-                    status = {"status": "failed", "reason": _death_reason(proc.exitcode)}
-                    _mark(task.run_dir, "failed", status["reason"], echo)
-                if status["status"] in ("failed", "interrupted"):
-                    echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
-                elif status["status"] == "diverged":
-                    echo(f"--- {task.label} diverged: {status.get('reason', '')}")
-                results.setdefault(status["status"], []).append(task)
+                running.remove(entry)
+                if worker is not None:
+                    worker.conn.close()
+                finish(task, proc.exitcode)
+            while len(idle) > jobs:  # idle workers hold memory (a Julia each): keep at most one per slot
+                idle.pop(0).close()
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(running, echo)
         raise
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        for worker in idle:
+            worker.close()
     return results
 
 
-def _stop(running: list[tuple[multiprocessing.Process, Task]], echo) -> None:
+def _stop(running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]], echo) -> None:
     """Ask running workers to record their state and stop; a second Ctrl-C kills them."""
     if running:
         echo(f"\nStopping {len(running)} running run(s): saving their state (Ctrl-C again to kill them at once) ...")
-    for proc, _ in running:
+    for proc, _, _ in running:
         with contextlib.suppress(OSError):
             os.kill(proc.pid, signal.SIGTERM)
     try:
         deadline = time.monotonic() + STOP_WAIT_S
-        for proc, _ in running:
+        for proc, _, _ in running:
             proc.join(timeout=max(0.0, deadline - time.monotonic()))
     except KeyboardInterrupt:
         pass
-    for proc, task in running:
+    for proc, task, _ in running:
         if proc.is_alive():
             proc.kill()
             proc.join()

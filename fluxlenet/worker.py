@@ -1,27 +1,29 @@
-"""One backend run, in its own `spawn`ed process.
+"""Backend runs in spawned processes: one run per process (`worker_main`), or one run after
+another in a process that stays (`serve`: a Flux worker keeps Julia loaded and compiled).
 
 juliacall and torch must never share a process (Julia's global LLVM symbols can bind
 into the torch wheel), and a crash must not take the sweep with it. So the runner
-starts `worker_main` with the spawn method, and this module imports neither torch nor
+starts workers with the spawn method, and this module imports neither torch nor
 juliacall at the top: the Flux worker imports juliacall before anything else can
-import torch.
+import torch, after setting how Julia starts (threads, signal handling).
 
 What a worker guarantees, whatever happens to it:
 
 - it never outlives the sweep process: on Linux the kernel SIGKILLs it when its parent
   dies (PR_SET_PDEATHSIG), elsewhere a thread watches the parent pid;
-- it holds an exclusive lock on `<run dir>/.worker.lock` while it runs, so a rerun can
-  tell a live worker from a dead one (the kernel drops the lock with the process);
+- it holds the lock of the run it is on (fluxlenet.rundir), so a rerun can tell a live
+  worker from a dead one (the kernel drops the lock with the process);
 - Ctrl-C is the sweep process's business: workers ignore SIGINT, and the sweep asks
-  them to stop with SIGTERM, which ends the run as "interrupted";
+  them to stop with SIGTERM, which ends the current run as "interrupted" and the worker;
 - any exception (Python or Julia) ends the run as "failed" with the reason in
-  status.json, console.log and error.txt (the traceback); a death without a word
-  (os.abort, a segfault, SIGKILL) is recorded by the sweep process.
+  status.json, console.log and error.txt (the traceback); a serving worker then takes
+  the next run. A death without a word (os.abort, a segfault, SIGKILL) is recorded by
+  the sweep process, which starts a fresh worker for the runs left.
 """
 
 from __future__ import annotations
 
-import fcntl
+import functools
 import os
 import platform
 import signal
@@ -32,11 +34,10 @@ import traceback
 from pathlib import Path
 
 from . import faults
-from .fsutil import atomic_write_json, atomic_write_text, read_json, remove_temporaries
+from .fsutil import atomic_write_json, atomic_write_text, remove_temporaries
+from .rundir import lock_run, write_config
 
-RUN_LOCK = ".worker.lock"
 JOBS_ENV = "FLUXLENET_JOBS"  # set by the sweep process: how many runs go at once
-LOCK_WAIT_S = 60.0
 EXIT_INTERRUPTED = 130
 _PR_SET_PDEATHSIG = 1
 _stop_requested = False
@@ -48,17 +49,6 @@ def backend_module(backend: str):
         return flux
     from .backends import torch_backend
     return torch_backend
-
-
-def write_config(run_dir: Path, config: dict, **extra) -> None:
-    """config.json: the validated RunConfig plus what describes the run's environment."""
-    path = run_dir / "config.json"
-    try:
-        current = read_json(path) if path.exists() else {}
-    except ValueError:
-        current = {}
-    current.update({"config": config, **extra})
-    atomic_write_json(path, current)
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -88,36 +78,6 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def lock_run(run_dir: Path, wait_s: float = LOCK_WAIT_S):
-    """The open lock file of `run_dir`, locked; None if another process kept it for `wait_s`."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / RUN_LOCK, "a+")
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return f
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                f.close()
-                return None
-            time.sleep(0.1)
-
-
-def run_is_busy(run_dir: Path) -> bool:
-    """Whether a live process (a worker) holds `run_dir`'s lock now."""
-    path = Path(run_dir) / RUN_LOCK
-    if not path.exists():
-        return False
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-    return False
-
-
 def _thread_lock_for_tqdm() -> None:
     """tqdm's default lock is a multiprocessing semaphore: a worker killed by SIGKILL would leave
     the resource tracker to warn about a "leaked semaphore". One process, one thread lock."""
@@ -144,9 +104,30 @@ def _console_echo(config: dict, backend: str):
     return lambda line: print(f"{prefix} {line}", flush=True)
 
 
-def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None = None) -> None:
+def _start_process(backend: str, parent_pid: int | None, threads: int | None) -> None:
+    """What every worker process does first."""
     _die_with_parent(parent_pid or os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if backend == "flux":  # before juliacall is imported: Julia's threads are fixed when it starts
+        from .julia_env import juliacall_environment
+        juliacall_environment(threads or os.cpu_count() or 1)
+    _thread_lock_for_tqdm()
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset(name, data_dir, train_size, test_size, valid_size, seed):
+    """The run's data; a serving worker keeps the last set (the runs of a sweep mostly share it)."""
+    from .data import load_dataset
+    return load_dataset(name, data_dir, train_size=train_size, test_size=test_size, valid_size=valid_size,
+                        seed=seed, download=False, progress=False)
+
+
+def run_one(backend: str, config: dict, run_dir: str) -> int:
+    """One run in this process; returns the worker's exit code (0 finished or diverged, 1 failed,
+    130 interrupted). Backends must not change the dataset's arrays: a serving worker reuses them."""
+    if _stop_requested:
+        return EXIT_INTERRUPTED
     signal.signal(signal.SIGTERM, _on_sigterm)
     run_dir = Path(run_dir)
     label = f"{config.get('run')} seed {config.get('seed')} [{backend}]"
@@ -156,40 +137,34 @@ def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None
         if lock is None:
             print(f"fluxlenet: {label}: another process still writes in {run_dir}; not started",
                   file=sys.stderr)
-            sys.exit(1)
+            return 1
         remove_temporaries(run_dir)
         (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
         from .runlog import RunLog
         log = RunLog(run_dir, echo=_console_echo(config, backend))
         log.set_status("running", pid=os.getpid())
-        if backend == "flux":  # before juliacall is imported: Julia's threads are fixed when it starts
-            from .julia_env import juliacall_environment
-            juliacall_environment(config.get("threads") or os.cpu_count() or 1)
         impl = backend_module(backend)
         # Julia's signal handling (on, for its threads) takes SIGTERM in a thread of its own and exits
         # with a backtrace; unblocked here it comes to this thread, whose handler stops the run cleanly.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         from .config import RunConfig
-        from .data import load_dataset
         cfg = RunConfig(**config)
         faults.point("start", None, cfg.run)
-        _thread_lock_for_tqdm()
-        data = load_dataset(cfg.dataset, cfg.data_dir, train_size=cfg.train_size, test_size=cfg.test_size,
-                            valid_size=cfg.valid_size, seed=cfg.seed, download=False, progress=False)
+        data = _dataset(cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
         write_config(log.dir, cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
                      threads=impl.threads_used(cfg),
                      python=platform.python_version(), platform=platform.platform(),
                      train_samples=len(data.train_y), test_samples=len(data.test_y),
                      valid_samples=0 if data.valid_y is None else len(data.valid_y))
-        status = impl.train(cfg, data, log)
-        log.set_status(status, "a loss became NaN or infinite" if status == "diverged" else "")
-    except SystemExit:
-        raise
+        progress = parallel_jobs() <= 1 and sys.stderr.isatty()  # no bars for runs in parallel
+        status = impl.train(cfg, data, log, progress=progress)
+        log.set_status(status, "a loss became NaN or infinite" if status == "diverged" else "", pid=os.getpid())
+        return 0
     except BaseException as e:  # a crash of this run, reported as such; the sweep goes on
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if lock is None:  # the folder is not ours: write nothing there
-            sys.exit(EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else 1)
-        sys.exit(_record_end(e, log, run_dir, label))
+            return EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else 1
+        return _record_end(e, log, run_dir, label)
     finally:
         try:
             if log is not None:
@@ -198,6 +173,29 @@ def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None
             pass
         if lock is not None:
             lock.close()
+
+
+def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None = None) -> None:
+    """A process for one run (the torch backend: its settings are process-wide, FTZ per pool thread)."""
+    _start_process(backend, parent_pid, config.get("threads"))
+    sys.exit(run_one(backend, config, run_dir))
+
+
+def serve(backend: str, conn, parent_pid: int | None = None, threads: int | None = None) -> None:
+    """A process for many runs, handed over `conn` one at a time as (config, run_dir): each is answered
+    with run_one's exit code. It ends on None or a closed pipe, and after a run that was stopped."""
+    _start_process(backend, parent_pid, threads)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        code = run_one(backend, *job)
+        if code == EXIT_INTERRUPTED:
+            sys.exit(code)
+        conn.send(code)
 
 
 def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
@@ -227,7 +225,7 @@ def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
         if log is None:
             atomic_write_json(run_dir / "status.json", {"status": state, "reason": reason})
         else:
-            log.set_status(state, reason)
+            log.set_status(state, reason, pid=os.getpid())
     except OSError as w:  # a full disk, say: tell the terminal at least
         print(f"fluxlenet: {label}: {line} (could not record it in {run_dir}: {w.strerror or w})",
               file=sys.stderr)

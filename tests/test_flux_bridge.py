@@ -553,9 +553,12 @@ def test_juliacall_starts_julia_with_the_runs_threads_and_signal_handling(monkey
 
 def test_the_worker_sets_julias_threads_before_importing_juliacall():
     source = (ROOT / "fluxlenet" / "worker.py").read_text(encoding="utf-8")
-    body = source[source.index("def worker_main"):]
-    assert body.index("juliacall_environment(") < body.index("backend_module(backend)")
-    assert "threads=impl.threads_used(cfg)" in body  # recorded in config.json
+    start = source[source.index("def _start_process"):source.index("def _dataset")]
+    assert "juliacall_environment(" in start
+    for entry in ("def worker_main", "def serve"):  # each process starts so, before any run imports a backend
+        body = source[source.index(entry):]
+        assert body.index("_start_process(") < body.index("run_one(")
+    assert "threads=impl.threads_used(cfg)" in source  # recorded in config.json
 
 
 def _project_with_pythoncall(folder: Path, version: str, manifest_format: str = "2.0") -> Path:

@@ -27,7 +27,7 @@ from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
 from fluxlenet.runlog import LOG_COLUMNS, RunLog, read_log_rows, read_status, read_trace_rows
 from fluxlenet.runner import Task, check_existing
-from fluxlenet.worker import run_is_busy, write_config
+from fluxlenet.rundir import run_is_busy, write_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASHION = SHARED / "fashion-mnist"

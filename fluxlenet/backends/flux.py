@@ -19,7 +19,6 @@ the Julia message (the whole Julia error and backtrace stay chained to it, for e
 import juliacall  # noqa: I001  the first import: before anything can import torch (see worker.py)
 
 import os
-import sys
 
 import numpy as np
 from juliacall import Main as jl
@@ -28,7 +27,6 @@ from .. import faults
 from ..init import initial_weights
 from ..julia_env import julia_source_file
 from ..runlog import round4
-from ..worker import parallel_jobs
 from . import flux_layout
 
 _FLUXLENET = None
@@ -95,15 +93,16 @@ def device_name(cfg) -> str:
     return f"cpu: Julia {julia_threads} thread{'s' if julia_threads != 1 else ''}, BLAS {blas_threads} threads"
 
 
-def train(cfg, data, log) -> str:
-    """Train one run in Julia; returns "finished" or "diverged". Resumes from model.bson when it is there."""
+def train(cfg, data, log, progress: bool = False) -> str:
+    """Train one run in Julia; returns "finished" or "diverged". Resumes from model.bson when it is there.
+    `progress`: ProgressMeter's bar per epoch."""
     data.check_finite()  # Julia's `prepare` refuses them too; checked here, it is the torch backend's DataError
     FL = fluxlenet_module()
     device_name(cfg)  # checks the device, sets the BLAS threads
     n = len(data.train_y)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     lockstep = cfg.mode == "lockstep"
-    job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=sys.stderr.isatty() and parallel_jobs() <= 1)
+    job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=progress)
 
     if lockstep:
         weights = flux_layout.flux_params(initial_weights(cfg.layers(), cfg.seed, dtype))

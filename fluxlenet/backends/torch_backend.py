@@ -21,7 +21,6 @@ from .. import faults, optim_spec
 from ..fsutil import atomic_path
 from ..init import epoch_permutation, initial_weights
 from ..runlog import round4
-from ..worker import parallel_jobs
 from .torch_optim import ChainOptimiser, flatten_parameters
 from .torch_pool import handles, max_pool2
 
@@ -158,8 +157,9 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
-def train(cfg, data, log) -> str:
-    """Train one run; returns "finished" or "diverged". Resumes from model.pt when it is there."""
+def train(cfg, data, log, progress: bool = False) -> str:
+    """Train one run; returns "finished" or "diverged". Resumes from model.pt when it is there.
+    `progress`: a progress bar per epoch on stderr."""
     data.check_finite()
     # FTZ/DAZ is a per-thread CPU flag: set before torch's thread pool starts, so its threads
     # inherit it (a worker process has run no parallel op yet).
@@ -231,9 +231,9 @@ def train(cfg, data, log) -> str:
         nsteps = cfg.steps_in_epoch(epoch, n)
         losses = []  # the step losses, summed once at the end of the epoch (no op per step)
         started = time.perf_counter()
-        # tqdm costs ~1 us a step (it redraws at most every 0.5 s); no bars when runs go in parallel
+        # tqdm costs ~1 us a step (it redraws at most every 0.5 s)
         for i in tqdm(range(nsteps), desc=f"Epoch {epoch}", file=sys.stderr, leave=False,
-                      disable=True if parallel_jobs() > 1 else None, mininterval=0.5):
+                      disable=not progress, mininterval=0.5):
             if scheduled:
                 optimiser.set_lr_factor(optim_spec.lr_factor(step, steps_per_epoch, **schedule))
             xb = epoch_x[i * cfg.batchsize:(i + 1) * cfg.batchsize]
