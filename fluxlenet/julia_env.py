@@ -9,9 +9,10 @@ answers from juliapkg's own records instead:
                      precompiles in a child process, with a network check first and a time limit;
 - `doctor_lines()`  versions of everything involved, for `python -m fluxlenet doctor`.
 
-The Julia dependencies are declared in `fluxlenet/juliapkg.json` (registered packages only); the
-FluxLeNet Julia package itself is `include`d from its sources at run time (`julia_source_file()`),
-which live in `julia/` of a source checkout, or in `fluxlenet/julia/` of an installed wheel.
+The Julia dependencies are declared in `fluxlenet/juliapkg.json`, the FluxLeNet Julia package among
+them, developed from its path `fluxlenet/julia` (in a source checkout a link to `julia/`; in a wheel
+the folder itself), so that Pkg precompiles it with its workload. Its sources (`julia_source_file()`)
+are also `include`d where the Julia project lacks the package (see fluxlenet.backends.flux).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def julia_source_dir() -> Path | None:
     here = Path(__file__).resolve().parent
     for candidate in (here / "julia", here.parent / "julia"):
         if (candidate / "src" / "FluxLeNet.jl").is_file() and (candidate / "Project.toml").is_file():
-            return candidate
+            return candidate.resolve()  # fluxlenet/julia is a link to julia/ in a checkout
     return None
 
 

@@ -285,6 +285,12 @@ def test_declared_julia_packages_agree():
     """fluxlenet/juliapkg.json and julia/Project.toml name the same packages with the same UUIDs."""
     pkg = json.loads((ROOT / "fluxlenet" / "juliapkg.json").read_text(encoding="utf-8"))
     project = tomllib.loads((ROOT / "julia" / "Project.toml").read_text(encoding="utf-8"))
+    ours = pkg["packages"].pop("FluxLeNet")  # the package itself, developed from its path so Pkg precompiles it
+    assert ours["dev"] is True and ours["uuid"] == project["uuid"]
+    # juliapkg reads the path relative to the json file: fluxlenet/julia (a link to julia/ in a checkout,
+    # the folder itself in a wheel)
+    folder = (ROOT / "fluxlenet" / ours["path"]).resolve()
+    assert folder == (ROOT / "julia").resolve() and (folder / "src" / "FluxLeNet.jl").is_file()
     assert {k: v["uuid"] for k, v in pkg["packages"].items()} == project["deps"]
     for name, entry in pkg["packages"].items():
         if "version" in entry:
@@ -385,7 +391,7 @@ class _StandInJulia:
         assert path.endswith("FluxLeNet.jl")
 
     def seval(self, code):
-        return {"Main.FluxLeNet": self, "Main.FluxLeNet.set_threads!": lambda n: (1, n)}[code]
+        return {"using FluxLeNet": None, "Main.FluxLeNet": self, "Main.FluxLeNet.set_threads!": lambda n: (1, n)}[code]
 
     def sprint(self, f, exception):
         return f"ArgumentError: {exception}\nStacktrace:\n [1] somewhere"
@@ -592,3 +598,27 @@ def test_a_julia_project_with_another_pythoncall_is_named_with_the_fix(monkeypat
     assert f"Julia: not available: {reason}" in lines
     monkeypatch.setenv("PYTHON_JULIACALL_PROJECT", str(tmp_path / "same"))
     assert julia_env.julia_status()[0]
+
+
+class _JuliaWithoutThePackage(_StandInJulia):
+    """A Julia project that lacks FluxLeNet (a project of the user's own): `using` fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.included = []
+
+    def seval(self, code):
+        if code == "using FluxLeNet":
+            raise self.JuliaError("ArgumentError: Package FluxLeNet not found in current path")
+        return super().seval(code)
+
+    def include(self, path):
+        self.included.append(path)
+
+
+def test_flux_loads_from_sources_where_the_project_lacks_the_package(monkeypatch, capsys):
+    julia = _JuliaWithoutThePackage()
+    flux = _load_flux_backend(monkeypatch, julia)
+    assert flux.fluxlenet_module() is julia
+    assert julia.included == [str(julia_env.julia_source_file())]
+    assert "`using FluxLeNet` failed" in capsys.readouterr().err

@@ -19,6 +19,7 @@ the Julia message (the whole Julia error and backtrace stay chained to it, for e
 import juliacall  # noqa: I001  the first import: before anything can import torch (see worker.py)
 
 import os
+import sys
 
 import numpy as np
 from juliacall import Main as jl
@@ -37,17 +38,29 @@ class FluxError(RuntimeError):
 
 
 def fluxlenet_module():
-    """The FluxLeNet Julia module, included into Main from its sources the first time."""
+    """The FluxLeNet Julia module, loaded into Main the first time.
+
+    `using FluxLeNet`: the package as fluxlenet/juliapkg.json declares it (developed from its path), so
+    Pkg precompiled it with its workload at set-up. Where the Julia project lacks it (a project of your
+    own, PYTHON_JULIACALL_PROJECT) or its precompilation fails, it is `include`d from its sources
+    instead: it runs the same, only its first epoch compiles more.
+    """
     global _FLUXLENET
     if _FLUXLENET is None:
-        source = julia_source_file()
-        if source is None:
-            raise FluxError("the Julia sources of FluxLeNet are missing from this installation; reinstall fluxlenet")
         try:
-            jl.include(str(source))
-            _FLUXLENET = jl.seval("Main.FluxLeNet")
+            jl.seval("using FluxLeNet")
         except juliacall.JuliaError as e:
-            raise FluxError(f"loading FluxLeNet ({source}) failed: {julia_error_summary(e)}") from e
+            source = julia_source_file()
+            if source is None:
+                raise FluxError("the Julia sources of FluxLeNet are missing from this installation; "
+                                "reinstall fluxlenet") from e
+            print(f"NOTE: `using FluxLeNet` failed ({julia_error_summary(e)}); loading it from {source} instead",
+                  file=sys.stderr)
+            try:
+                jl.include(str(source))
+            except juliacall.JuliaError as e2:
+                raise FluxError(f"loading FluxLeNet ({source}) failed: {julia_error_summary(e2)}") from e2
+        _FLUXLENET = jl.seval("Main.FluxLeNet")
     return _FLUXLENET
 
 

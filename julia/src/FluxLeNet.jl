@@ -22,6 +22,7 @@ using Optimisers
 using ProgressMeter: Progress, next!, finish!
 using Random
 using LinearAlgebra: BLAS
+using PrecompileTools: @setup_workload, @compile_workload
 import BSON
 import TOML
 
@@ -32,5 +33,6 @@ include("specs.jl")         # the model and the optimiser from layer and rule sp
 include("legacy_rules.jl")  # Flux 0.12's ADAMW and AdaBelief as Optimisers rules
 include("train.jl")         # the post's loop
 include("bridge.jl")        # the entry point the Python package calls
+include("precompile.jl")    # a workload for Pkg's precompilation: the first epoch compiles little
 
 end # module
