@@ -270,3 +270,48 @@ def test_no_mlutils_warning_when_a_split_is_smaller_than_the_evaluation_batch(tm
                train_size=500)["status"] == "finished"
     err = capfd.readouterr().err
     assert "less than batch-size" not in err, err[-2000:]
+
+
+def _flux_tasks(runs_dir: Path, data_dir: Path, names=("A", "B", "C")):
+    from fluxlenet.runner import Task, run_dir
+    out = []
+    for i, name in enumerate(names):
+        cfg = RunConfig(sweep="served", run=name, backend="flux", dataset="mnist", data_dir=str(data_dir),
+                        batchsize=64, epochs=2, checktime=1, threads=2, seed=1, eta=1e-3 * (i + 1)).validate()
+        out.append(Task(cfg, run_dir(runs_dir, cfg)))
+    return out
+
+
+def test_one_flux_worker_takes_the_runs_of_a_sweep(tmp_path, data_dir):
+    """Julia starts once for three runs (one process); benchmarks/flux_startup.py times the hand-over."""
+    from fluxlenet.runner import run_tasks
+    said = []
+    tasks = _flux_tasks(tmp_path, data_dir)
+    results = run_tasks(tasks, jobs=1, echo=said.append)
+    assert [t.cfg.run for t in results["finished"]] == ["A", "B", "C"]
+    assert len({json.loads((t.run_dir / "status.json").read_text())["pid"] for t in tasks}) == 1
+    assert sum("starting a flux worker" in line for line in said) == 1
+    for t in tasks:
+        assert json.loads((t.run_dir / "config.json").read_text())["threads"]["julia"] == 2
+    # a served run gives the figures of a run in a worker of its own (lockstep)
+    alone = tmp_path / "alone" / "flux"
+    assert run("flux", alone, data_dir, run="B", eta=2e-3, epochs=2, checktime=1)["status"] == "finished"
+
+    def figures(folder):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in log_rows(folder)]
+    assert figures(alone) == figures(tasks[1].run_dir)
+
+
+def test_a_killed_flux_worker_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_path, data_dir, monkeypatch):
+    from fluxlenet.runner import run_tasks
+    monkeypatch.setenv("FLUXLENET_FAULT", "B:kill@epoch1")
+    tasks = _flux_tasks(tmp_path, data_dir)
+    results = run_tasks(tasks, jobs=1, echo=lambda line: None)
+    assert [t.cfg.run for t in results["finished"]] == ["A", "C"]
+    status = json.loads((tasks[1].run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and "SIGKILL" in status["reason"]
+    pids = [json.loads((t.run_dir / "status.json").read_text()).get("pid") for t in (tasks[0], tasks[2])]
+    assert pids[0] != pids[1]
+    monkeypatch.delenv("FLUXLENET_FAULT")
+    assert [t.cfg.run for t in run_tasks(tasks[1:2], jobs=1, echo=lambda line: None)["finished"]] == ["B"]
+    assert "Resuming from the checkpoint of epoch 1" in (tasks[1].run_dir / "console.log").read_text()
