@@ -8,7 +8,9 @@ ready, 130 stopped by Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,6 +82,13 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
         p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
     p.add_argument("--jobs", type=positive_int, default=1, help="backend runs at once, sharing the cores")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads of each backend run (default: the cores // --jobs; 1 with --executor ray)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default): spawned processes on this machine, --jobs at a time; ray: each "
+                        "backend run a Ray task reserving its --threads as CPUs (pip install 'fluxlenet[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="the Ray cluster for --executor ray (default: a Ray instance on this machine)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a sweep of the post (baseline, batchsize, l2, optimizer, ...) or a TOML file",
                        description="Run every run of a sweep with the chosen backends. A rerun skips finished "
                                    "runs and resumes unfinished ones.")
-    p.add_argument("sweep", metavar="NAME|FILE", help=f"built-in: {', '.join(sweeps.builtin_names())}; or a .toml path")
+    p.add_argument("sweep", metavar="NAME|FILE", nargs="?",
+                   help=f"built-in: {', '.join(sweeps.builtin_names())}; or a .toml path (or --grid instead)")
+    p.add_argument("--grid", nargs="+", metavar="KEY=V1,V2", default=None,
+                   help="a sweep declared here: every combination of the values (e.g. --grid eta=1e-3,3e-4 "
+                        "batchsize=32,128), over --base or the defaults; runs are named after their values and "
+                        "the sweep file is written into the sweep folder (rerun it, report it, compare it)")
+    p.add_argument("--base", default=None, metavar="NAME|FILE", help="with --grid: the sweep whose runs the grid spans")
+    p.add_argument("--name", default="grid", help="with --grid: the sweep's name and folder (default: grid)")
     add_run_options(p, sweep=True)
 
     d = RunConfig()
@@ -126,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
                                "ProgressMeter) through juliapkg; says what it downloads first. Minutes the "
                                "first time; needs the network.")
     sub.add_parser("doctor", help="versions of Python, torch, Julia and Flux, or why Julia is not available")
+
+    p = sub.add_parser("ray-node", help="start a Ray node here for --executor ray (Flux runs where Julia is set up)",
+                       description="Start a Ray node on this machine with `ray start`: a head node, or a worker "
+                                   "joining --address. Where Julia is set up (python -m fluxlenet setup-julia) "
+                                   "the node declares the resource that Flux runs ask for; elsewhere it takes "
+                                   "PyTorch runs only. Run folders and data must be on storage every node sees.")
+    p.add_argument("--address", default=None, metavar="HOST:PORT", help="the head node to join (default: start a head)")
+    p.add_argument("--num-cpus", type=positive_int, default=None, help="CPUs this node offers (default: all)")
     return parser
 
 
@@ -169,7 +193,8 @@ def overrides(args) -> dict:
     """CLI options that replace the sweep file's values."""
     names = {"mode": "mode", "precision": "precision", "dataset": "dataset", "data_dir": "data_dir",
              "train_size": "train_size", "test_size": "test_size", "steps": "steps", "device": "device",
-             "trace_steps": "trace_steps", "epochs": "epochs", "flush_subnormals": "flush_subnormals"}
+             "trace_steps": "trace_steps", "epochs": "epochs", "flush_subnormals": "flush_subnormals",
+             "threads": "threads"}
     return {field: getattr(args, opt) for opt, field in names.items() if getattr(args, opt, None) is not None}
 
 
@@ -216,8 +241,11 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
             raise ConfigError("--device cuda: no CUDA device is available to torch here; use --device cpu")
 
 
-def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: Path, jobs: int, echo) -> int:
+def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: Path, args, echo) -> int:
     from . import runner
+    if args.executor == "ray":
+        from .ray_executor import import_ray
+        import_ray()  # without Ray: how to install it, before anything is read or written
     tasks = []
     for cfg in configs:
         for backend in backends:
@@ -232,7 +260,11 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: 
                 echo(f"--- {task.label}: already done in {task.run_dir}, skipped")
             else:
                 todo.append(task)
-        results = runner.run_tasks(todo, jobs=jobs, echo=echo)
+        if args.executor == "ray":
+            from .ray_executor import run_tasks_ray
+            results = run_tasks_ray(todo, lock_dir, address=args.ray_address, echo=echo)
+        else:
+            results = runner.run_tasks(todo, jobs=args.jobs, echo=echo)
     print_summary(tasks, echo)
     failed = len(results.get("failed", [])) + len(results.get("interrupted", []))
     if failed:
@@ -262,9 +294,37 @@ def print_summary(tasks, echo) -> None:
              f"{fmt(sum(secs) / len(secs) if secs else None, '.1f'):>7}  {task.run_dir}")
 
 
+def grid_sweep(args) -> tuple[sweeps.Sweep, dict]:
+    """The sweep of --grid (validated like a sweep file) and its document, to be written as runs/NAME/NAME.toml."""
+    if args.sweep:
+        raise ConfigError(f"give a sweep ({args.sweep}) or --grid, not both")
+    base = sweeps.load(args.base) if args.base else None
+    doc = sweeps.grid_document(args.grid, base)
+    path = Path(args.runs_dir) / args.name / f"{args.name}.toml"
+    return sweeps.from_document(doc, path, where="--grid: "), doc
+
+
+def write_grid_file(path: Path, doc: dict) -> None:
+    """The grid's sweep file beside its runs; an existing different grid of that name is kept, not replaced."""
+    import tomli_w
+    from .fsutil import atomic_write_text
+    text = tomli_w.dumps(doc)
+    if path.is_file() and path.read_text(encoding="utf-8") != text:
+        raise ConfigError(f"{path.parent} holds another grid ({path}); give this one another --name, "
+                          f"or rerun that one with `python -m fluxlenet sweep {path}`")
+    atomic_write_text(path, text)
+
+
 def cmd_sweep(args, echo) -> int:
     from . import runner
-    sweep = sweeps.load(args.sweep)
+    if args.grid:
+        sweep, grid_doc = grid_sweep(args)
+    elif args.base:
+        raise ConfigError("--base goes with --grid (the sweep the grid spans)")
+    elif not args.sweep:
+        raise ConfigError("which sweep? give a name or a .toml file (see `python -m fluxlenet list`), or --grid KEY=V1,V2")
+    else:
+        sweep = sweeps.load(args.sweep)
     changes = overrides(args)
     if args.epochs is not None:
         if args.steps is not None:
@@ -278,13 +338,16 @@ def cmd_sweep(args, echo) -> int:
             try:
                 configs.append(cfg.replace(seed=seed).validate())
             except ConfigError as e:
+                if args.grid:
+                    raise ConfigError(f"--grid: {e}") from None
                 raise _in_sweep_file(e, file_cfg, sweep.path) from None
     backends = choose_backends(args.backend, echo)
     echo(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
          f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
-    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), runs_dir / sweep.name,
-                   args.jobs, echo)
+    if args.grid:
+        write_grid_file(sweep.path, grid_doc)
+    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), runs_dir / sweep.name, args, echo)
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -306,7 +369,7 @@ def cmd_train(args, echo) -> int:
     cfg = RunConfig(sweep="train", run=Path(args.savepath).name, **values).replace(**overrides(args)).validate()
     backends = choose_backends(args.backend, echo)
     savepath = Path(args.savepath)
-    return execute([cfg], backends, lambda c: savepath / c.backend, savepath, args.jobs, echo)
+    return execute([cfg], backends, lambda c: savepath / c.backend, savepath, args, echo)
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -401,8 +464,27 @@ def cmd_doctor(args, echo) -> int:
     return 0
 
 
+def cmd_ray_node(args, echo) -> int:
+    import shutil
+    from .julia_env import julia_status
+    from .ray_executor import JULIA_RESOURCE, import_ray
+    import_ray()
+    ready, reason = julia_status()
+    cmd = [shutil.which("ray") or "ray", "start", "--disable-usage-stats"]
+    cmd += ["--address", args.address] if args.address else ["--head"]
+    if args.num_cpus:
+        cmd += ["--num-cpus", str(args.num_cpus)]
+    if ready:
+        cmd += ["--resources", json.dumps({JULIA_RESOURCE: 1000})]
+    else:
+        echo(f"NOTE: Julia is not set up here ({reason}); this node takes PyTorch runs only")
+    echo("Running: " + " ".join(cmd))
+    return subprocess.run(cmd).returncode
+
+
 COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "list": cmd_list, "data": cmd_data,
-            "parity": cmd_parity, "report": cmd_report, "setup-julia": cmd_setup_julia, "doctor": cmd_doctor}
+            "parity": cmd_parity, "report": cmd_report, "setup-julia": cmd_setup_julia, "doctor": cmd_doctor,
+            "ray-node": cmd_ray_node}
 
 
 def main(argv=None) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -55,6 +56,7 @@ def run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
     return Path(runs_dir) / cfg.sweep / run_id(cfg) / cfg.backend
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -236,37 +238,22 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
     running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]] = []
     idle: list[ServingWorker] = []
     results: dict[str, list[Task]] = {}
-    commit = git_commit()
     _wait_until_free(tasks, echo)
     os.environ[JOBS_ENV] = str(jobs)  # inherited by the workers: labelled lines, no progress bars when > 1
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
 
     def finish(task: Task, exitcode: int | None) -> None:
-        status = read_status(task.run_dir)
-        if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
-            # the worker died without a word (os.abort, a segfault, SIGKILL, a full disk)
-            status = {"status": "failed", "reason": _death_reason(exitcode)}
-            _mark(task.run_dir, "failed", status["reason"], echo)
-        if status["status"] in ("failed", "interrupted"):
-            echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
-        elif status["status"] == "diverged":
-            echo(f"--- {task.label} diverged: {status.get('reason', '')}")
-        results.setdefault(status["status"], []).append(task)
+        results.setdefault(finish_task(task, exitcode, echo), []).append(task)
 
     try:
         while pending or running:
             while pending and len(running) < jobs:
                 task = pending.pop(0)
-                cfg = task.cfg if task.cfg.threads else task.cfg.replace(threads=max(1, cores // jobs))
-                echo(f"--- {task.label}: {task.run_dir}")
-                try:
-                    write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
-                except OSError as e:
-                    reason = f"cannot write {e.filename or task.run_dir}: {e.strerror or e}"
-                    _mark(task.run_dir, "failed", reason, echo)
-                    echo(f"--- {task.label} failed: {reason}")
+                started = start_tasks([task], echo, lambda cfg: max(1, cores // jobs))
+                if not started:
                     results.setdefault("failed", []).append(task)
                     continue
+                cfg = started[0][1]
                 if cfg.backend in served:
                     worker = _serving_worker(idle, ctx, cfg, echo)
                     worker.give(task, cfg)
@@ -302,6 +289,37 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
         for worker in idle:
             worker.close()
     return results
+
+
+def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConfig]]:
+    """Before a task is handed to a worker: its settings, with the threads it gets, in config.json.
+    Returns the (task, config) pairs to run; a folder that cannot be written fails its task here."""
+    commit = git_commit()
+    ready = []
+    for task in tasks:
+        cfg = task.cfg if task.cfg.threads else task.cfg.replace(threads=threads_of(task.cfg))
+        echo(f"--- {task.label}: {task.run_dir}")
+        try:
+            write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
+        except OSError as e:
+            reason = f"cannot write {e.filename or task.run_dir}: {e.strerror or e}"
+            _mark(task.run_dir, "failed", reason, echo)
+            echo(f"--- {task.label} failed: {reason}")
+            continue
+        ready.append((task, cfg))
+    return ready
+
+
+def finish_task(task: Task, exitcode: int | None, echo) -> str:
+    """The final status of a task whose worker is gone: recorded by the worker, or "failed" with the
+    way it died (os.abort, a segfault, SIGKILL, a full disk) when it could not say."""
+    status = read_status(task.run_dir)
+    if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
+        status = {"status": "failed", "reason": _death_reason(exitcode)}
+        _mark(task.run_dir, "failed", status["reason"], echo)
+    if status["status"] in ("failed", "interrupted", "diverged"):
+        echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
+    return status["status"]
 
 
 def _stop(running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]], echo) -> None:

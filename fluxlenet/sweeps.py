@@ -64,7 +64,11 @@ def load(name_or_path: str) -> Sweep:
         raise ConfigError(f"sweep file {path}: not valid TOML: {e}") from None
     except OSError as e:
         raise ConfigError(f"sweep file {path}: cannot be read: {e.strerror}") from None
-    where = f"sweep file {path}: "
+    return from_document(doc, path, where=f"sweep file {path}: ")
+
+
+def from_document(doc: dict, path: Path, where: str) -> Sweep:
+    """The sweep of a parsed sweep file (`path` names it; errors start with `where`)."""
     unknown = set(doc) - TOP_KEYS
     if unknown:
         raise ConfigError(f"{where}unknown top-level key {sorted(unknown)[0]!r}; expected {', '.join(sorted(TOP_KEYS))}")
@@ -84,11 +88,51 @@ def load(name_or_path: str) -> Sweep:
         try:
             cfg = RunConfig.from_dict({**base, **run}, where=f"{where}run {name!r}: ")
         except ConfigError as e:
-            line = _line_of(path, e.key)
+            line = _line_of(path, e.key) if path.is_file() else None
             raise ConfigError(f"{e} (line {line})" if line else str(e)) from None
         configs.append(cfg.replace(sweep=path.stem, run=name))
     return Sweep(name=path.stem, description=str(doc.get("description", "")), runs=configs, path=path,
                  published=doc.get("published"))
+
+
+def _grid_value(text: str):
+    """A --grid value typed as a sweep file would type it: 3e-4 a float, 32 an int, true a bool, else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def grid_document(pairs: list[str], base: Sweep | None = None) -> dict:
+    """The sweep file of `sweep --grid KEY=V1,V2 ...`: every combination of the values, over each run of
+    `base` (or over the defaults), each run named after its values (`eta=1e-3_batchsize=32`)."""
+    axes: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        texts = [v.strip() for v in values.split(",")]
+        if not sep or not key.strip() or not all(texts):
+            raise ConfigError(f"--grid expects KEY=VALUE[,VALUE...] (e.g. eta=1e-3,3e-4), got {pair!r}")
+        if key.strip() in axes:
+            raise ConfigError(f"--grid names {key.strip()!r} twice; give all its values at once: {key.strip()}=a,b")
+        axes[key.strip()] = texts
+    combos = [[]]
+    for key, texts in axes.items():
+        combos = [combo + [(key, text)] for combo in combos for text in texts]
+    if base is None:
+        base_table, base_runs = {}, [{}]
+    else:
+        with open(base.path, "rb") as f:
+            doc = tomllib.load(f)
+        base_table, base_runs = doc.get("base", {}), doc.get("runs", [{}])
+    runs = []
+    for run in base_runs:
+        for combo in combos:
+            label = "_".join(f"{key}={text}" for key, text in combo)
+            name = f"{run['name']}_{label}" if len(base_runs) > 1 and "name" in run else label
+            runs.append({**run, **{key: _grid_value(text) for key, text in combo}, "name": name})
+    described = " x ".join(f"{key} in {{{', '.join(texts)}}}" for key, texts in axes.items())
+    return {"description": f"--grid {described}" + (f" over the sweep {base.name}" if base else ""),
+            "base": base_table, "runs": runs}
 
 
 def _line_of(path: Path, key: str | None) -> int | None:

@@ -341,6 +341,8 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
     if not sweep_dir.is_dir():
         raise ConfigError(f"no runs of sweep {name!r} in {sweep_dir}: run `python -m fluxlenet sweep {target}` "
                           f"first, or give --runs-dir")
+    if sweep is None and (sweep_dir / f"{name}.toml").is_file():  # a sweep declared with --grid
+        sweep = _load_sweep_file(str(sweep_dir / f"{name}.toml"))
     return name, sweep_dir, sweep
 
 

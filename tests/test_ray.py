@@ -1,0 +1,123 @@
+"""`--executor ray`: real small sweeps on a Ray cluster of this machine (skipped without Ray).
+
+Ray is started inside a network namespace of the test's own (`unshare --net`, loopback only), so that
+its processes talk over 127.0.0.1 alone. The storage test adds a worker node whose mount namespace
+hides the runs folder under a tmpfs: a node that cannot see the run folders, as on a cluster without
+shared storage.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fluxlenet.runlog import read_log_rows, read_status
+
+pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fluxlenet[ray]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
+
+
+def _can_make_namespaces() -> bool:
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return False
+    probe = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", "ip link set lo up"], capture_output=True)
+    return probe.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.skipif(not FASHION.is_dir(), reason=f"real data not found at {FASHION}"),
+    pytest.mark.skipif(not _can_make_namespaces(), reason="needs unshare and ip (root) for a loopback-only network"),
+]
+
+SWEEP = """
+description = "two small runs for the Ray tests"
+[base]
+model = "lenet5"
+batchsize = 64
+epochs = 2
+checktime = 1
+dataset = "fashion-mnist"
+train_size = 256
+test_size = 64
+[[runs]]
+name = "A"
+eta = 1e-3
+[[runs]]
+name = "B"
+eta = 3e-3
+"""
+
+
+def in_own_network(script: str, env: dict | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(["unshare", "--net", "--mount", "sh", "-c", f"ip link set lo up && {script}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0",
+                               "RAY_AUTH_MODE": "disabled", **(env or {})})  # a cluster of our own, loopback only
+
+
+def sweep_command(sweep_file: Path, runs: Path, *extra: str) -> str:
+    args = ["sweep", str(sweep_file), "--backend", "torch", "--data-dir", str(FASHION), "--runs-dir", str(runs), *extra]
+    return " ".join([sys.executable, "-m", "fluxlenet", *args])
+
+
+def figures(folder: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in read_log_rows(folder)]
+
+
+def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_path):
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(SWEEP)
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    out = subprocess.run(sweep_command(sweep_file, local).split(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    # run B's worker is SIGKILLed after its epoch-1 report: B failed, A finished as on the local executor
+    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"), env={"FLUXLENET_FAULT": "B:kill@epoch1"})
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
+    a, b = (on_ray / "two" / f"{name}-seed0" / "torch" for name in ("A", "B"))
+    assert read_status(a)["status"] == "finished" and figures(a) == figures(local / "two" / "A-seed0" / "torch")
+    status = read_status(b)
+    assert status["status"] == "failed" and "SIGKILL" in status["reason"], status
+    assert "Started a local Ray instance" in out.stderr + out.stdout
+
+    # the rerun skips A and resumes B from its checkpoint: B's log equals the local one too (lockstep)
+    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "A seed 0 [torch]: already done" in out.stdout
+    assert figures(b) == figures(local / "two" / "B-seed0" / "torch")
+
+
+def test_run_folders_that_a_node_cannot_see_stop_the_sweep_before_training(tmp_path):
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(SWEEP)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    ray = shutil.which("ray")
+    script = (f"{ray} start --head --port=6399 --num-cpus=0 --include-dashboard=false >/dev/null 2>&1 && "
+              f"unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs {runs} && "
+              f"{ray} start --address=127.0.0.1:6399 --num-cpus=2 >/dev/null 2>&1' && "
+              f"{sweep_command(sweep_file, runs, '--executor', 'ray', '--ray-address', '127.0.0.1:6399')}; "
+              f"code=$?; {ray} stop --force >/dev/null 2>&1; exit $code")
+    out = in_own_network(script)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("fluxlenet: error:")]
+    assert len(errors) == 1 and "not visible from Ray node" in errors[0] and "--runs-dir" in errors[0], out.stderr
+    assert not list(runs.rglob("log.csv")) and not list(runs.rglob(".ray-probe-*"))  # nothing trained, no probe left
+
+
+def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
+    code = ("import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+            "from fluxlenet.cli import main\n"
+            f"sys.exit(main(['sweep', 'baseline', '--executor', 'ray', '--runs-dir', {str(tmp_path)!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "fluxlenet: error: --executor ray needs Ray: pip install 'fluxlenet[ray]' (or pip install 'ray>=2.9')"]
+    assert not any(tmp_path.iterdir())
