@@ -1,5 +1,5 @@
-"""Whole training steps with torch_backend.fast_forward (ReLU + MaxPool2d(2) as one numba loop) and the flat
-optimiser, at 1 and 2 threads: the same bits as with model(x)."""
+"""Whole training steps with torch_backend.fast_forward (ReLU + MaxPool2d(2) as one numba loop), at 1 and 2
+threads: the same bits as with model(x)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from fluxlenet import models, optim_spec
 from fluxlenet.backends.torch_backend import build_model, fast_forward, load_weights
-from fluxlenet.backends.torch_optim import ChainOptimiser, flatten_parameters
+from fluxlenet.backends.torch_optim import ChainOptimiser
 from fluxlenet.init import initial_weights
 
 
@@ -38,7 +38,6 @@ def test_training_and_evaluation_are_bitwise_the_model(name, batch, dtype, threa
         for _ in range(2):
             model = build_model(layers).to(dtype=dtype)
             load_weights(model, initial_weights(layers, 0, np.float64 if dtype == torch.float64 else np.float32))
-            flatten_parameters(model.parameters())
             pairs.append((model, ChainOptimiser(model.parameters(), optim_spec.optimiser_chain("Adam", 3e-3))))
         (plain, o_plain), (fast, o_fast) = pairs
         forward = fast_forward(fast)

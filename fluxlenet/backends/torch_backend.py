@@ -21,7 +21,7 @@ from .. import faults, optim_spec
 from ..fsutil import atomic_path
 from ..init import epoch_permutation, initial_weights
 from ..runlog import round4
-from .torch_optim import ChainOptimiser, flatten_parameters
+from .torch_optim import ChainOptimiser
 from .torch_pool import handles, max_pool2
 
 ACTIVATIONS = {"identity": None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
@@ -185,10 +185,9 @@ def train(cfg, data, log, progress: bool = False) -> str:
         load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32))
     else:
         native_init(model)
-    # All parameters in one buffer: the optimiser then runs each operation of its rule once over
-    # all of them (the same arithmetic, elementwise) instead of once per parameter tensor.
-    flatten_parameters(model.parameters())
     forward = fast_forward(model)  # model(x), with a faster ReLU + MaxPool2d (same values and gradients)
+    # It moves the parameters into one buffer (each becomes a view of it): every operation of the
+    # rule is then one tensor op over all of them.
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     shuffle = torch.Generator().manual_seed(cfg.seed)
     schedule = cfg.schedule()
