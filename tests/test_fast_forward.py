@@ -18,7 +18,7 @@ def plain_and_fused(name, dtype):
     for fuse in (False, True):
         model = build_model(layers, fuse_pooling=fuse).to(dtype)
         load_weights(model, init.initial_weights(layers, 1))
-        pair.append(model.to(dtype))
+        pair.append(model)
     return pair
 
 

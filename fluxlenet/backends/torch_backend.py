@@ -173,8 +173,8 @@ def train(cfg, data, log, progress: bool = False) -> str:
         load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32))
     else:
         native_init(model)
-    # It moves the parameters into one buffer (each becomes a view of it): every operation of the
-    # rule is then one tensor op over all of them.
+    # ChainOptimiser moves the parameters into one buffer (each becomes a view of it): every
+    # operation of its rule is then one tensor op over all of them.
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     shuffle = torch.Generator().manual_seed(cfg.seed)
     schedule = cfg.schedule()

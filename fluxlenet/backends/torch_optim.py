@@ -316,7 +316,8 @@ def _momentum(rule, i, T, factor, x, dx, state):
     eta, rho = _eta(rule, T, factor), T(rule["rho"])
     vel = state[f"{i}.vel"]
     tmp = dx.mul(float(eta))
-    return vel.mul_(float(rho)).add_(tmp)  # the state itself, as Optimisers returns it; nothing downstream writes to it
+    vel.mul_(float(rho)).add_(tmp)
+    return vel  # the state itself, as Optimisers returns it; nothing downstream writes to it
 
 
 def _nesterov(rule, i, T, factor, x, dx, state):
