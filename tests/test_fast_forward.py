@@ -1,34 +1,71 @@
-"""The torch backend's faster forward (ReLU + 2x2 max pool fused) computes what the model computes."""
+"""The torch backend's models fuse ReLU + 2x2 max pooling into one module (torch_pool's numba loop):
+they compute what the plain models (torch's own modules) compute, bit for bit, and show it."""
+
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from fluxlenet import init, models
-from fluxlenet.backends.torch_backend import build_model, fast_forward, load_weights
+from fluxlenet.backends.torch_backend import build_model, load_weights
+from fluxlenet.backends.torch_pool import NumbaMaxPool2d, ReluMaxPool2d
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5-1998", "lenet-add-conv", "cifar-cnn"])
+def plain_and_fused(name, dtype):
+    layers = models.MODELS[name]["layers"]
+    pair = []
+    for fuse in (False, True):
+        model = build_model(layers, fuse_pooling=fuse).to(dtype)
+        load_weights(model, init.initial_weights(layers, 1))
+        pair.append(model)
+    return pair
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5-1998", "lenet-add-conv", "lenet-sigmoid", "cifar-cnn"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_same_values_and_same_gradients_as_the_model(name, dtype):
+def test_same_values_and_same_gradients_as_the_plain_model(name, dtype):
     spec = models.MODELS[name]
-    model = build_model(spec["layers"]).to(dtype)
-    load_weights(model, init.initial_weights(spec["layers"], 1))
-    model.to(dtype).eval()  # dropout off: both paths must see the same network
+    plain, fused = plain_and_fused(name, dtype)
     x = torch.rand(16, *spec["input"], dtype=dtype)
     x[0, 0, :4, :4] = 0.5  # ties inside pooling windows: the gradient goes to the first maximum
     y = torch.randint(0, 10, (16,))
-    grads = []
-    for forward in (model, fast_forward(model)):
-        model.zero_grad()
-        out = forward(x)
+    results = []
+    for model in (plain, fused):
+        model.eval()  # dropout off: both must see the same network
+        out = model(x)
         torch.nn.functional.cross_entropy(out, y).backward()
-        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    (out_a, g_a), (out_b, g_b) = grads
+        results.append((out.detach(), [p.grad for p in model.parameters()]))
+    (out_a, g_a), (out_b, g_b) = results
     assert torch.equal(out_a, out_b)
     for a, b in zip(g_a, g_b):
         assert torch.equal(a, b)
     with torch.inference_mode():
-        assert torch.equal(model(x), fast_forward(model)(x))
+        assert torch.equal(plain(x), fused(x))
+
+
+def test_the_fused_module_is_in_the_model_and_the_parameter_names_are_kept():
+    layers = models.MODELS["lenet5"]["layers"]
+    fused, plain = build_model(layers), build_model(layers, fuse_pooling=False)
+    assert [type(m) for m in fused] == [torch.nn.Conv2d, ReluMaxPool2d, torch.nn.Conv2d, ReluMaxPool2d,
+                                        torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear,
+                                        torch.nn.ReLU, torch.nn.Linear]
+    # model.pt's keys: those of the plain Sequential, as before the fused module existed
+    keys = [f"{i}.{w}" for i in (0, 3, 7, 9, 11) for w in ("weight", "bias")]
+    assert list(fused.state_dict()) == list(plain.state_dict()) == keys
+    sigmoid = build_model(models.MODELS["lenet-sigmoid"]["layers"])
+    assert sum(isinstance(m, NumbaMaxPool2d) and not isinstance(m, ReluMaxPool2d) for m in sigmoid) == 2
+
+
+def test_print_model_shows_the_fused_module():
+    code = ("from fluxlenet.backends.torch_backend import build_model\n"
+            "from fluxlenet.models import MODELS\n"
+            "print(build_model(MODELS['lenet5']['layers']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "(1-2): ReluMaxPool2d(kernel_size=2, stride=2)" in out.stdout
+    assert "(4-5): ReluMaxPool2d(kernel_size=2, stride=2)" in out.stdout
+    assert "MaxPool2d(kernel_size=2, stride=2, padding=0" not in out.stdout  # no aten pooling left
 
 
 def test_flushing_subnormals_reaches_torchs_threads():
@@ -38,8 +75,6 @@ def test_flushing_subnormals_reaches_torchs_threads():
             "torch.set_flush_denormal(sys.argv[1] == 'on'); torch.set_num_threads(2)\n"
             "y = torch.full((1 << 20,), 1e-30) * 1e-10\n"
             "print(int((y != 0).sum()))")
-    import subprocess
-    import sys
     on = subprocess.run([sys.executable, "-c", code, "on"], capture_output=True, text=True, timeout=120)
     off = subprocess.run([sys.executable, "-c", code, "off"], capture_output=True, text=True, timeout=120)
     assert (on.stdout.strip(), off.stdout.strip()) == ("0", str(1 << 20)), (on.stderr, off.stderr)
@@ -74,7 +109,7 @@ def test_pooling_loop_is_atens_pooling_bit_for_bit(relu, dtype, shape):
     assert grad_b[0, 0, 0, 1] != 0  # the NaN took the window's gradient, with relu too (NaN > 0 is false, NaN <= 0 too)
 
 
-def test_dtypes_the_loop_does_not_take_go_through_the_modules():
-    model = build_model(models.MODELS["lenet5"]["layers"]).to(torch.bfloat16)
+def test_dtypes_the_loop_does_not_take_go_through_torchs_ops():
+    plain, fused = plain_and_fused("lenet5", torch.bfloat16)
     x = torch.rand(4, 1, 28, 28, dtype=torch.bfloat16)
-    assert torch.equal(model(x), fast_forward(model)(x))
+    assert torch.equal(plain(x), fused(x))

@@ -1,5 +1,5 @@
-"""Whole training steps with torch_backend.fast_forward (ReLU + MaxPool2d(2) as one numba loop) and the flat
-optimiser, at 1 and 2 threads: the same bits as with model(x)."""
+"""Whole training steps of the backend's model (ReLU + MaxPool2d(2) as one numba-loop module) at 1 and 2
+threads: the same bits as the plain model's (torch's own modules)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fluxlenet import models, optim_spec
-from fluxlenet.backends.torch_backend import build_model, fast_forward, load_weights
-from fluxlenet.backends.torch_optim import ChainOptimiser, flatten_parameters
+from fluxlenet.backends.torch_backend import build_model, load_weights
+from fluxlenet.backends.torch_optim import ChainOptimiser
 from fluxlenet.init import initial_weights
 
 
@@ -35,25 +35,24 @@ def test_training_and_evaluation_are_bitwise_the_model(name, batch, dtype, threa
         spec = models.get_model(name)
         layers = spec["layers"]
         pairs = []
-        for _ in range(2):
-            model = build_model(layers).to(dtype=dtype)
+        for fuse in (False, True):
+            model = build_model(layers, fuse_pooling=fuse).to(dtype=dtype)
             load_weights(model, initial_weights(layers, 0, np.float64 if dtype == torch.float64 else np.float32))
-            flatten_parameters(model.parameters())
             pairs.append((model, ChainOptimiser(model.parameters(), optim_spec.optimiser_chain("Adam", 3e-3))))
-        (plain, o_plain), (fast, o_fast) = pairs
-        forward = fast_forward(fast)
+        (plain, o_plain), (fused, o_fused) = pairs
         x, y = images(batch * 6, spec["input"], dtype)
         for i in range(6):
             xb, yb = x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
-            for f, o in ((plain, o_plain), (forward, o_fast)):
-                loss = F.cross_entropy(f(xb), yb)
+            for model, o in ((plain, o_plain), (fused, o_fused)):
+                loss = F.cross_entropy(model(xb), yb)
                 o.zero_grad()
                 loss.backward()
                 o.step()
-            for p, q in zip(plain.parameters(), fast.parameters()):
+            for p, q in zip(plain.parameters(), fused.parameters()):
                 assert torch.equal(bits(p), bits(q))
         plain.eval()
+        fused.eval()
         with torch.inference_mode():
-            assert torch.equal(bits(plain(x)), bits(forward(x)))
+            assert torch.equal(bits(plain(x)), bits(fused(x)))
     finally:
         torch.set_num_threads(before)

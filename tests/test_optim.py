@@ -241,7 +241,7 @@ def test_sqrt_correctly_rounded_and_zeros():
         a[::7] = 0
         a[1] = -0.0
         t = torch.from_numpy(a.copy())
-        torch_optim._sqrt_([t])
+        torch_optim._sqrt_(t)
         assert np.array_equal(t.numpy(), np.sqrt(a)) and np.signbit(t.numpy()[1])
 
 
@@ -336,7 +336,7 @@ def test_dtype_kept_and_beta_t_running_product(T):
 def test_float64_beta_t_is_not_float32():
     p64 = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
     p32 = torch.nn.Parameter(torch.ones(3, dtype=torch.float32))
-    opt = ChainOptimiser([p64, p32], [{"rule": "Adam"}])
+    opt = ChainOptimiser([{"params": [p64]}, {"params": [p32]}], [{"rule": "Adam"}])  # a buffer per dtype
     for p in (p64, p32):
         p.grad = torch.ones_like(p)
     opt.step()
@@ -414,36 +414,24 @@ def test_chain_defaults():
     assert wd == {"rule": "WeightDecay", "lambda": 5e-4}
 
 
-def test_param_without_grad_is_skipped():
+def test_every_parameter_needs_a_gradient():
+    # All parameters are stepped together, as one buffer: one without a gradient (which Optimisers
+    # would skip, keeping its own beta^t) is refused before anything changes, not stepped wrongly.
     a = torch.nn.Parameter(torch.ones(3))
     b = torch.nn.Parameter(torch.ones(3))
     opt = ChainOptimiser([a, b], [{"rule": "WeightDecay", "lambda": 0.1}, {"rule": "Adam"}])
     a.grad = torch.ones(3)
-    opt.step()
-    assert torch.equal(b, torch.ones(3)) and len(opt.state[b]) == 0
-    assert not torch.equal(a, torch.ones(3))
-
-
-@pytest.mark.parametrize("T", [np.float64, np.float32], ids=["f64", "f32"])
-def test_late_param_has_its_own_beta_t(T):
-    # A leaf with no gradient is skipped by Optimisers (state untouched), so a parameter that
-    # first gets a gradient at step 4 starts its own beta^t there, as a fresh leaf would.
-    chain = CASES["WD+NAdam"]
-    xs, grads = make_problem(T)
-    params = torch_params(xs)
-    opt = ChainOptimiser(params, chain)
-    ref_early = Reference(chain, xs[:-1])
-    ref_late = Reference(chain, xs[-1:])
-    for t, g in enumerate(grads):
-        set_grads(params, g)
-        if t < 4:
-            params[-1].grad = None
-        else:
-            ref_late.step(g[-1:])
+    with pytest.raises(RuntimeError, match="no gradient"):
         opt.step()
-        ref_early.step(g[:-1])
-    assert max_rel_err(params, ref_early.xs + ref_late.xs) < TOL[T]
-    assert opt.state[params[0]]["1.beta_t"] != opt.state[params[-1]]["1.beta_t"]
+    assert torch.equal(a, torch.ones(3)) and torch.equal(b, torch.ones(3))
+    assert not opt.state[a] and not opt.state[b]
+
+
+def test_mixed_dtypes_in_one_group_refused():
+    p64 = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    p32 = torch.nn.Parameter(torch.ones(3, dtype=torch.float32))
+    with pytest.raises(TypeError, match="one dtype"):
+        ChainOptimiser([p64, p32], [{"rule": "Adam"}])
 
 
 def test_closure_and_no_host_sync_in_step():

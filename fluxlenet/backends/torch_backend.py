@@ -10,6 +10,7 @@ import io
 import os
 import sys
 import time
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -21,14 +22,19 @@ from .. import faults, optim_spec
 from ..fsutil import atomic_path
 from ..init import epoch_permutation, initial_weights
 from ..runlog import round4
-from .torch_optim import ChainOptimiser, flatten_parameters
-from .torch_pool import handles, max_pool2
+from .torch_optim import ChainOptimiser
+from .torch_pool import NumbaMaxPool2d, ReluMaxPool2d
 
 ACTIVATIONS = {"identity": None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 EVAL_BATCH = 500  # evaluation needs no gradients; 500 keeps the activations in cache (2000 was 2x slower)
 
 
-def build_model(layers: list[dict]) -> nn.Sequential:
+def build_model(layers: list[dict], fuse_pooling: bool = True) -> nn.Sequential:
+    """The torch model of a layer spec (fluxlenet.models). Each ReLU followed by MaxPool2d(2) is
+    one ReluMaxPool2d module, and a MaxPool2d(2) after anything else a NumbaMaxPool2d (torch_pool:
+    the same values and gradients, faster on a CPU); with fuse_pooling=False the model is made of
+    torch's own modules only (torch_reference's). Modules are named by their positions in that
+    plain model ("1-2" for a fused pair), so both have the same parameter names (model.pt keys)."""
     modules = []
     for layer in layers:
         kind = layer["kind"]
@@ -51,7 +57,21 @@ def build_model(layers: list[dict]) -> nn.Sequential:
         act = ACTIVATIONS[layer.get("act", "identity")] if kind in ("conv", "dense") else None
         if act is not None:
             modules.append(act())
-    return nn.Sequential(*modules)
+    if not fuse_pooling:
+        return nn.Sequential(*modules)
+    named, i = {}, 0
+    while i < len(modules):
+        if isinstance(modules[i], nn.ReLU) and i + 1 < len(modules) and _is_pool2(modules[i + 1]):
+            named[f"{i}-{i + 1}"] = ReluMaxPool2d()
+            i += 2
+        else:
+            named[str(i)] = NumbaMaxPool2d() if _is_pool2(modules[i]) else modules[i]
+            i += 1
+    return nn.Sequential(OrderedDict(named))
+
+
+def _is_pool2(module: nn.Module) -> bool:
+    return isinstance(module, nn.MaxPool2d) and module.kernel_size == 2  # as built above: stride 2, no padding
 
 
 def parametrised(model: nn.Module) -> list[nn.Module]:
@@ -75,46 +95,14 @@ def native_init(model: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def _is_pool2(module: nn.Module) -> bool:
-    return (isinstance(module, nn.MaxPool2d) and module.kernel_size in (2, (2, 2)) and module.stride in (2, (2, 2))
-            and module.padding in (0, (0, 0)) and module.dilation in (1, (1, 1)) and not module.ceil_mode
-            and not module.return_indices)
-
-
-def fast_forward(model: nn.Module):
-    """A function computing model(x) with the same values and gradients, faster on a CPU: each
-    MaxPool2d(2), with the ReLU before it when there is one, runs as one pass of torch_pool's loop
-    (aten's took ~30% of a LeNet step at batch 128). Other modules are called as they are; the
-    model is not changed."""
-    if not isinstance(model, nn.Sequential):
-        return model
-    modules, steps, i = list(model), [], 0
-    while i < len(modules):
-        relu = isinstance(modules[i], nn.ReLU) and i + 1 < len(modules) and _is_pool2(modules[i + 1])
-        last = i + 1 if relu else i
-        if _is_pool2(modules[last]):
-            plain = nn.Sequential(*modules[i:last + 1])
-            steps.append(lambda x, relu=relu, plain=plain: max_pool2(x, relu) if handles(x) else plain(x))
-        else:
-            steps.append(modules[i])
-        i = last + 1
-
-    def forward(x):
-        for step in steps:
-            x = step(x)
-        return x
-    return forward
-
-
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     """The post's eval_loss_accuracy: mean loss over all samples, accuracy in percent, round4."""
     model.eval()
-    forward = fast_forward(model)
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for i in range(0, len(y), EVAL_BATCH):
-        out = forward(x[i:i + EVAL_BATCH])
+        out = model(x[i:i + EVAL_BATCH])
         yb = y[i:i + EVAL_BATCH]
         # per-sample losses summed in float64: the total does not depend on EVAL_BATCH
         loss_sum += F.cross_entropy(out, yb, reduction="none").sum(dtype=torch.float64)
@@ -185,10 +173,8 @@ def train(cfg, data, log, progress: bool = False) -> str:
         load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32))
     else:
         native_init(model)
-    # All parameters in one buffer: the optimiser then runs each operation of its rule once over
-    # all of them (the same arithmetic, elementwise) instead of once per parameter tensor.
-    flatten_parameters(model.parameters())
-    forward = fast_forward(model)  # model(x), with a faster ReLU + MaxPool2d (same values and gradients)
+    # ChainOptimiser moves the parameters into one buffer (each becomes a view of it): every
+    # operation of its rule is then one tensor op over all of them.
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     shuffle = torch.Generator().manual_seed(cfg.seed)
     schedule = cfg.schedule()
@@ -238,7 +224,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
                 optimiser.set_lr_factor(optim_spec.lr_factor(step, steps_per_epoch, **schedule))
             xb = epoch_x[i * cfg.batchsize:(i + 1) * cfg.batchsize]
             yb = epoch_y[i * cfg.batchsize:(i + 1) * cfg.batchsize]
-            loss = F.cross_entropy(forward(xb), yb)  # == Flux.logitcrossentropy on onehot labels
+            loss = F.cross_entropy(model(xb), yb)  # == Flux.logitcrossentropy on onehot labels
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if step < cfg.trace_steps:  # a host sync (and a file write) per step, only while tracing

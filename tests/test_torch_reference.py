@@ -1,0 +1,56 @@
+"""torch_backend.train computes what the plain loop (fluxlenet.backends.torch_reference) computes:
+the same loss at every step and the same parameters at the end, to the bit, on real MNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fluxlenet.backends import torch_backend, torch_reference
+from fluxlenet.config import RunConfig
+from fluxlenet.data import load_dataset
+from fluxlenet.runlog import RunLog
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason=f"real data not found at {SHARED}")
+
+CASES = {
+    # 640 / 32 = 20 steps an epoch, two epochs (two permutations)
+    "lockstep-Adam": dict(train_size=640, epochs=2),
+    # randperm shuffles and torch's initialisation, a partial last batch (600 = 18 * 32 + 24), coupled
+    # L2 before Nesterov, warm-up over the first epoch and a decay from the second
+    "native-WD+Nesterov-schedule": dict(train_size=600, epochs=2, mode="native", optimizer="Nesterov", eta=0.01,
+                                        lambda_=1e-3, warmup_epochs=1.0, milestones=[1], gamma=0.5),
+}
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().reshape(-1).view(torch.int64 if t.dtype == torch.float64 else torch.int32)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_train_is_the_plain_loop_bit_for_bit(tmp_path, case, precision):
+    cfg = RunConfig(run=case, dataset="mnist", data_dir=str(SHARED), test_size=100, batchsize=32, checktime=2,
+                    threads=1, trace_steps=1000, precision=precision, **CASES[case]).validate()
+    data = load_dataset("mnist", SHARED, train_size=cfg.train_size, test_size=cfg.test_size, download=False,
+                        progress=False)
+    threads = torch.get_num_threads()
+    try:
+        log = RunLog(tmp_path, echo=lambda line: None)
+        assert torch_backend.train(cfg, data, log) == "finished"
+        log.close()
+        losses, model = torch_reference.train_plain(cfg, data)
+    finally:
+        torch.set_num_threads(threads)  # train sets the process's threads
+
+    assert len(losses) == 2 * cfg.steps_per_epoch(cfg.train_size)  # 40 and 38 steps
+    assert [row["loss"] for row in log.trace] == losses  # trace.csv: every step's loss, exactly
+    trained = torch.load(tmp_path / "model.pt", weights_only=False)["model"]  # after the last epoch
+    reference = model.state_dict()
+    assert list(trained) == list(reference)
+    for key, value in reference.items():
+        assert value.dtype == trained[key].dtype and torch.equal(bits(value), bits(trained[key])), key
+    assert losses[-1] < losses[0]  # it learnt something
