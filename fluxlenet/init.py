@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .models import LAYERS, has_weights
+
 # Separate streams for weights and for each epoch's permutation, so that resuming at
 # epoch k needs nothing but (seed, k).
 _WEIGHTS_STREAM = 0
@@ -17,28 +19,19 @@ _PERMUTATION_STREAM = 1
 
 
 def glorot_bound(layer: dict) -> float:
-    """sqrt(6 / (fan_in + fan_out)) with Flux's fans: conv k*k*Cin and k*k*Cout, dense in and out."""
-    if layer["kind"] == "conv":
-        area = layer["kernel"] ** 2
-        return float(np.sqrt(6.0 / (area * layer["in"] + area * layer["out"])))
-    return float(np.sqrt(6.0 / (layer["in"] + layer["out"])))
+    """sqrt(6 / (fan_in + fan_out)) with Flux's fans (conv k*k*Cin and k*k*Cout, dense in and out)."""
+    fan_in, fan_out = LAYERS[layer["kind"]].fans(layer)
+    return float(np.sqrt(6.0 / (fan_in + fan_out)))
 
 
 def initial_weights(layers: list[dict], seed: int, dtype=np.float32) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight, bias) for every conv and dense layer, in order, torch layout."""
+    """(weight, bias) for every layer with weights, in order, torch layout."""
     rng = np.random.default_rng([seed, _WEIGHTS_STREAM])
     params = []
-    for layer in layers:
-        if layer["kind"] == "conv":
-            k = layer["kernel"]
-            shape = (layer["out"], layer["in"], k, k)
-        elif layer["kind"] == "dense":
-            shape = (layer["out"], layer["in"])
-        else:
-            continue
+    for layer in filter(has_weights, layers):
         bound = glorot_bound(layer)
-        weight = rng.uniform(-bound, bound, size=shape).astype(np.float32).astype(dtype)
-        params.append((weight, np.zeros(layer["out"], dtype=dtype)))
+        weight = rng.uniform(-bound, bound, size=LAYERS[layer["kind"]].weight_shape(layer))
+        params.append((weight.astype(np.float32).astype(dtype), np.zeros(layer["out"], dtype=dtype)))
     return params
 
 

@@ -15,8 +15,66 @@ symmetric zero padding ("same" for odd kernels is pad = kernel // 2).
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Callable
+
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
-LAYER_KINDS = ("conv", "maxpool", "meanpool", "flatten", "dense", "dropout")
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be built or does not fit its data."""
+
+
+def _conv_output(layer: dict, shape: tuple) -> tuple:
+    if len(shape) != 3 or shape[0] != layer["in"]:
+        raise SpecError(f"expects {layer['in']} input channels, gets shape {shape}")
+    k, p = layer["kernel"], layer["pad"]
+    h, w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
+    if h < 1 or w < 1:
+        raise SpecError(f"a {k}x{k} kernel does not fit input {shape}")
+    return (layer["out"], h, w)
+
+
+def _pool_output(layer: dict, shape: tuple) -> tuple:
+    s = layer["size"]
+    if len(shape) != 3 or shape[1] < s or shape[2] < s:
+        raise SpecError(f"pool {s} does not fit input {shape}")
+    return (shape[0], shape[1] // s, shape[2] // s)
+
+
+def _dense_output(layer: dict, shape: tuple) -> tuple:
+    if shape != (layer["in"],):
+        raise SpecError(f"expects {layer['in']} features, gets shape {shape}")
+    return (layer["out"],)
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """What the checks, the lockstep weights and both backends need to know of a kind of layer.
+    Each backend builds it with one line of its own (torch_backend.TORCH_LAYERS, specs.jl)."""
+    fields: tuple[str, ...]                                  # the spec's keys besides "kind"
+    output: Callable[[dict, tuple], tuple]                   # its output shape; SpecError if the input does not fit
+    weight_shape: Callable[[dict], tuple] | None = None      # torch layout; None: no weights (else a bias (out,))
+    fans: Callable[[dict], tuple[int, int]] | None = None    # Flux's (fan_in, fan_out), for glorot_uniform
+
+
+LAYERS = {
+    "conv": LayerKind(("kernel", "in", "out", "pad", "act"), _conv_output,
+                      weight_shape=lambda l: (l["out"], l["in"], l["kernel"], l["kernel"]),
+                      fans=lambda l: (l["kernel"] ** 2 * l["in"], l["kernel"] ** 2 * l["out"])),
+    "maxpool": LayerKind(("size",), _pool_output),     # stride = size, no padding
+    "meanpool": LayerKind(("size",), _pool_output),
+    "flatten": LayerKind((), lambda layer, shape: (math.prod(shape),)),
+    "dense": LayerKind(("in", "out", "act"), _dense_output, weight_shape=lambda l: (l["out"], l["in"]),
+                       fans=lambda l: (l["in"], l["out"])),
+    "dropout": LayerKind(("p",), lambda layer, shape: shape),
+}
+LAYER_KINDS = tuple(LAYERS)
+
+
+def has_weights(layer: dict) -> bool:
+    return LAYERS[layer["kind"]].weight_shape is not None
 
 
 def conv(k, cin, cout, act="relu", pad=0):
@@ -129,10 +187,6 @@ MODELS = {
 }
 
 
-class SpecError(ValueError):
-    """A model spec that cannot be built, or does not fit the data."""
-
-
 def get_model(name: str) -> dict:
     if name not in MODELS:
         raise SpecError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
@@ -146,32 +200,14 @@ def output_shapes(layers: list[dict], input_shape) -> list[tuple]:
     for i, layer in enumerate(layers):
         kind = layer["kind"]
         where = f"layer {i + 1} ({kind})"
-        if kind not in LAYER_KINDS:
+        if kind not in LAYERS:
             raise SpecError(f"{where}: unknown layer kind; known: {', '.join(LAYER_KINDS)}")
-        if kind in ("conv", "dense") and layer.get("act", "identity") not in ACTIVATIONS:
+        if "act" in LAYERS[kind].fields and layer.get("act", "identity") not in ACTIVATIONS:
             raise SpecError(f"{where}: unknown activation {layer['act']!r}; known: {', '.join(ACTIVATIONS)}")
-        if kind == "conv":
-            if len(shape) != 3 or shape[0] != layer["in"]:
-                raise SpecError(f"{where} expects {layer['in']} input channels, gets shape {shape}")
-            k, p = layer["kernel"], layer["pad"]
-            h, w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
-            if h < 1 or w < 1:
-                raise SpecError(f"{where}: a {k}x{k} kernel does not fit input {shape}")
-            shape = (layer["out"], h, w)
-        elif kind in ("maxpool", "meanpool"):
-            s = layer["size"]
-            if len(shape) != 3 or shape[1] < s or shape[2] < s:
-                raise SpecError(f"{where}: pool {s} does not fit input {shape}")
-            shape = (shape[0], shape[1] // s, shape[2] // s)
-        elif kind == "flatten":
-            n = 1
-            for d in shape:
-                n *= d
-            shape = (n,)
-        elif kind == "dense":
-            if shape != (layer["in"],):
-                raise SpecError(f"{where} expects {layer['in']} features, gets shape {shape}")
-            shape = (layer["out"],)
+        try:
+            shape = LAYERS[kind].output(layer, shape)
+        except SpecError as e:
+            raise SpecError(f"{where}: {e}") from None
         shapes.append(shape)
     return shapes
 
@@ -189,10 +225,5 @@ def check_model(name: str, input_shape, nclasses: int = 10) -> dict:
 
 
 def parameter_count(layers: list[dict]) -> int:
-    n = 0
-    for layer in layers:
-        if layer["kind"] == "conv":
-            n += layer["kernel"] ** 2 * layer["in"] * layer["out"] + layer["out"]
-        elif layer["kind"] == "dense":
-            n += layer["in"] * layer["out"] + layer["out"]
-    return n
+    return sum(math.prod(LAYERS[layer["kind"]].weight_shape(layer)) + layer["out"]
+               for layer in layers if has_weights(layer))

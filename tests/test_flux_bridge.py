@@ -166,7 +166,7 @@ def test_whole_models_agree_with_torch(name, dtype):
     model = models.get_model(name)
     layers = model["layers"]
     params = init.initial_weights(layers, seed=3, dtype=dtype)
-    julia_params = [as_julia(a) for a in fl.flux_params(params)]
+    julia_params = [as_julia(a) for a in fl.flux_params(layers, params)]
     x = np.random.default_rng(1).random((4, *model["input"])).astype(dtype)
     got = flux_forward(layers, julia_params, as_julia(fl.julia_view(x)))  # (10, N)
     want = torch_forward(layers, params, x)  # (N, 10)
@@ -177,7 +177,7 @@ def test_whole_models_agree_with_torch(name, dtype):
 def test_flux_params_shapes_and_order():
     layers = models.get_model("lenet5")["layers"]
     params = init.initial_weights(layers, seed=0)
-    flat = fl.flux_params(params)
+    flat = fl.flux_params(layers, params)
     assert [a.shape for a in flat] == [(5, 5, 1, 6), (6,), (5, 5, 6, 16), (16,), (120, 256), (120,),
                                        (84, 120), (84,), (10, 84), (10,)]
     assert flat[0].flags.f_contiguous and flat[4].flags.c_contiguous

@@ -118,7 +118,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
     job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=progress)
 
     if lockstep:
-        weights = flux_layout.flux_params(initial_weights(cfg.layers(), cfg.seed, dtype))
+        weights = flux_layout.flux_params(cfg.layers(), initial_weights(cfg.layers(), cfg.seed, dtype))
         permutations = flux_layout.permutation_matrix(cfg.seed, cfg.total_epochs(n), n)
     else:
         weights, permutations = [], None

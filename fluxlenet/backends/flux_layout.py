@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ..init import epoch_permutation
+from ..models import has_weights
 
 # ------------------------------------------------------------------ arrays
 
@@ -62,21 +63,22 @@ def conv_weight_to_flux(weight: np.ndarray) -> np.ndarray:
     return conv_weight_memory(weight).transpose()
 
 
-def flux_params(params: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Torch-layout (weight, bias) pairs (fluxlenet.init.initial_weights) -> flat list for Julia.
+# How a weight in torch layout (fluxlenet.init) becomes Flux's, per layer kind with weights.
+TO_FLUX = {"conv": conv_weight_to_flux, "dense": np.ascontiguousarray}
+
+
+def flux_params(layers: list[dict], params: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Torch-layout (weight, bias) pairs of `layers` (fluxlenet.init.initial_weights) -> flat list for Julia.
 
     [w1, b1, w2, b2, ...] with each array in Julia index order: conv kernels flipped and reversed
     (kW, kH, Cin, Cout), dense weights (out, in) and biases as they are.
     """
+    weighted = [layer for layer in layers if has_weights(layer)]
+    if len(weighted) != len(params):
+        raise ValueError(f"{len(params)} (weight, bias) pairs for {len(weighted)} layers with weights")
     out = []
-    for weight, bias in params:
-        if weight.ndim == 4:
-            out.append(conv_weight_to_flux(weight))
-        elif weight.ndim == 2:
-            out.append(np.ascontiguousarray(weight))
-        else:
-            raise ValueError(f"expected a conv (4-D) or dense (2-D) weight, got shape {weight.shape}")
-        out.append(np.ascontiguousarray(bias))
+    for layer, (weight, bias) in zip(weighted, params):
+        out += [TO_FLUX[layer["kind"]](weight), np.ascontiguousarray(bias)]
     return out
 
 

@@ -29,6 +29,19 @@ ACTIVATIONS = {"identity": None, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh":
 EVAL_BATCH = 500  # evaluation needs no gradients; 500 keeps the activations in cache (2000 was 2x slower)
 
 
+# The torch module of each layer kind (fluxlenet.models.LAYERS); its activation follows as a module.
+TORCH_LAYERS = {
+    # torch Conv2d is a cross-correlation, Flux Conv a true convolution: weights handed between
+    # the two are flipped (fluxlenet.backends.flux_layout); each side is consistent.
+    "conv": lambda l: nn.Conv2d(l["in"], l["out"], l["kernel"], padding=l["pad"]),
+    "maxpool": lambda l: nn.MaxPool2d(l["size"]),
+    "meanpool": lambda l: nn.AvgPool2d(l["size"]),
+    "flatten": lambda l: nn.Flatten(),  # NCHW flatten(1) == Flux.flatten of (W,H,C,N)
+    "dense": lambda l: nn.Linear(l["in"], l["out"]),
+    "dropout": lambda l: nn.Dropout(l["p"]),
+}
+
+
 def build_model(layers: list[dict], fuse_pooling: bool = True) -> nn.Sequential:
     """The torch model of a layer spec (fluxlenet.models). Each ReLU followed by MaxPool2d(2) is
     one ReluMaxPool2d module, and a MaxPool2d(2) after anything else a NumbaMaxPool2d (torch_pool:
@@ -37,24 +50,10 @@ def build_model(layers: list[dict], fuse_pooling: bool = True) -> nn.Sequential:
     plain model ("1-2" for a fused pair), so both have the same parameter names (model.pt keys)."""
     modules = []
     for layer in layers:
-        kind = layer["kind"]
-        if kind == "conv":
-            # torch Conv2d is a cross-correlation, Flux Conv a true convolution: weights handed
-            # between the two are flipped (fluxlenet.backends.flux_layout); each side is consistent.
-            modules.append(nn.Conv2d(layer["in"], layer["out"], layer["kernel"], padding=layer["pad"]))
-        elif kind == "dense":
-            modules.append(nn.Linear(layer["in"], layer["out"]))
-        elif kind == "maxpool":
-            modules.append(nn.MaxPool2d(layer["size"]))
-        elif kind == "meanpool":
-            modules.append(nn.AvgPool2d(layer["size"]))
-        elif kind == "flatten":
-            modules.append(nn.Flatten())  # NCHW flatten(1) == Flux.flatten of (W,H,C,N)
-        elif kind == "dropout":
-            modules.append(nn.Dropout(layer["p"]))
-        else:
-            raise ValueError(f"unknown layer kind {kind!r}")
-        act = ACTIVATIONS[layer.get("act", "identity")] if kind in ("conv", "dense") else None
+        if layer["kind"] not in TORCH_LAYERS:
+            raise ValueError(f"unknown layer kind {layer['kind']!r}")
+        modules.append(TORCH_LAYERS[layer["kind"]](layer))
+        act = ACTIVATIONS[layer.get("act", "identity")]
         if act is not None:
             modules.append(act())
     if not fuse_pooling:
@@ -75,7 +74,8 @@ def _is_pool2(module: nn.Module) -> bool:
 
 
 def parametrised(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """The modules with weights, in order: those of the spec's layers with weights (models.has_weights)."""
+    return [m for m in model if getattr(m, "weight", None) is not None]
 
 
 @torch.no_grad()
