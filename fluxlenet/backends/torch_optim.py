@@ -26,22 +26,10 @@ import math
 import numpy as np
 import torch
 
-# Every rule, with the Optimisers.jl defaults (Flux 0.12 defaults for the *_flux012 rules).
-RULE_DEFAULTS: dict[str, dict] = {
-    "Descent": {"eta": 0.1},
-    "Momentum": {"eta": 0.01, "rho": 0.9},
-    "Nesterov": {"eta": 0.001, "rho": 0.9},
-    "Adam": {"eta": 1e-3, "beta": (0.9, 0.999), "epsilon": 1e-8},
-    "NAdam": {"eta": 1e-3, "beta": (0.9, 0.999), "epsilon": 1e-8},
-    "AdamW": {"eta": 1e-3, "beta": (0.9, 0.999), "lambda": 0.0, "epsilon": 1e-8, "couple": True},
-    "AdaBelief": {"eta": 1e-3, "beta": (0.9, 0.999), "epsilon": 1e-16},
-    "WeightDecay": {"lambda": 5e-4},
-    "ADAMW_flux012": {"eta": 1e-3, "beta": (0.9, 0.999), "decay": 0.0},
-    "AdaBelief_flux012": {"eta": 1e-3, "beta": (0.9, 0.999)},
-}
+from ..optim_spec import RULES
 
-# Rules whose state carries the running product beta^t.
-_BETA_T_RULES = ("Adam", "NAdam", "AdamW", "AdaBelief", "ADAMW_flux012")
+# Every rule's fields with their defaults (optim_spec.RULES: Optimisers.jl's, Flux 0.12's for *_flux012).
+RULE_DEFAULTS: dict[str, dict] = {name: rule.fields for name, rule in RULES.items()}
 
 _NP_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
@@ -225,16 +213,11 @@ def _initial_state(chain: list[dict], T, x: torch.Tensor) -> dict:
     """A new state: zero moments (tensors like x) and beta^1 rounded to T, per rule of the chain."""
     state: dict = {}
     for i, rule in enumerate(chain):
-        name = rule["rule"]
-        if name in ("Momentum", "Nesterov"):
-            state[f"{i}.vel"] = torch.zeros_like(x)
-        elif name in _BETA_T_RULES or name == "AdaBelief_flux012":
-            state[f"{i}.m"] = torch.zeros_like(x)
-            second = "s" if name.startswith("AdaBelief") else "v"
-            state[f"{i}.{second}"] = torch.zeros_like(x)
-        if name in _BETA_T_RULES:
-            # init: T.(o.beta), i.e. beta^1 rounded to the parameter's dtype
-            state[f"{i}.beta_t"] = (float(T(rule["beta"][0])), float(T(rule["beta"][1])))
+        for key in RULES[rule["rule"]].state:
+            if key == "beta_t":  # init: T.(o.beta), i.e. beta^1 rounded to the parameter's dtype
+                state[f"{i}.beta_t"] = (float(T(rule["beta"][0])), float(T(rule["beta"][1])))
+            else:
+                state[f"{i}.{key}"] = torch.zeros_like(x)
     return state
 
 
@@ -425,4 +408,4 @@ _APPLY = {
     "ADAMW_flux012": _adamw_flux012,
     "AdaBelief_flux012": _adabelief_flux012,
 }
-assert set(_APPLY) == set(RULE_DEFAULTS)
+assert set(_APPLY) == set(RULES)

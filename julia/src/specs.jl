@@ -106,27 +106,35 @@ function build_rule(rules::AbstractVector)
     return length(built) == 1 ? only(built) : OptimiserChain(built...)
 end
 
+rule_number(spec, key, default) = Float64(get(spec, key, default))
+
+function rule_beta(spec)
+    b = get(spec, "beta", (0.9, 0.999))
+    length(b) == 2 || throw(ArgumentError("rule $(spec["rule"]): beta must be a pair, got $b"))
+    return (Float64(b[1]), Float64(b[2]))
+end
+
+# Each rule of the Python package's table (fluxlenet.optim_spec.RULES), built from its spec: one line
+# a rule. Missing fields take the defaults of Optimisers.jl (of Flux 0.12 for the `*_flux012` rules).
+const RULE_BUILDERS = Dict{String,Function}(
+    "Descent" => s -> Descent(rule_number(s, "eta", 0.1)),
+    "Momentum" => s -> Momentum(rule_number(s, "eta", 0.01), rule_number(s, "rho", 0.9)),
+    "Nesterov" => s -> Nesterov(rule_number(s, "eta", 0.001), rule_number(s, "rho", 0.9)),
+    "Adam" => s -> Adam(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-8)),
+    "NAdam" => s -> NAdam(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-8)),
+    "AdamW" => s -> AdamW(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "lambda", 0.0),
+                          rule_number(s, "epsilon", 1e-8); couple = Bool(get(s, "couple", true))),
+    "AdaBelief" => s -> AdaBelief(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-16)),
+    "WeightDecay" => s -> WeightDecay(rule_number(s, "lambda", 5e-4)),
+    "ADAMW_flux012" => s -> ADAMW_flux012(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "decay", 0.0)),
+    "AdaBelief_flux012" => s -> AdaBelief_flux012(rule_number(s, "eta", 1e-3), rule_beta(s)),
+)
+
 function rule_from_spec(spec)
     name = spec["rule"]
-    num(key, default) = Float64(get(spec, key, default))
-    function beta()
-        b = get(spec, "beta", (0.9, 0.999))
-        length(b) == 2 || throw(ArgumentError("rule $name: beta must be a pair, got $b"))
-        return (Float64(b[1]), Float64(b[2]))
-    end
-    name == "Descent" && return Descent(num("eta", 0.1))
-    name == "Momentum" && return Momentum(num("eta", 0.01), num("rho", 0.9))
-    name == "Nesterov" && return Nesterov(num("eta", 0.001), num("rho", 0.9))
-    name == "Adam" && return Adam(num("eta", 1e-3), beta(), num("epsilon", 1e-8))
-    name == "NAdam" && return NAdam(num("eta", 1e-3), beta(), num("epsilon", 1e-8))
-    name == "AdamW" && return AdamW(num("eta", 1e-3), beta(), num("lambda", 0.0), num("epsilon", 1e-8);
-                                    couple = Bool(get(spec, "couple", true)))
-    name == "AdaBelief" && return AdaBelief(num("eta", 1e-3), beta(), num("epsilon", 1e-16))
-    name == "WeightDecay" && return WeightDecay(num("lambda", 5e-4))
-    name == "ADAMW_flux012" && return ADAMW_flux012(num("eta", 1e-3), beta(), num("decay", 0.0))
-    name == "AdaBelief_flux012" && return AdaBelief_flux012(num("eta", 1e-3), beta())
-    throw(ArgumentError("unknown optimiser rule $(repr(name)); known: Descent, Momentum, Nesterov, " *
-                        "Adam, NAdam, AdamW, AdaBelief, WeightDecay, ADAMW_flux012, AdaBelief_flux012"))
+    haskey(RULE_BUILDERS, name) ||
+        throw(ArgumentError("unknown optimiser rule $(repr(name)); known: $(join(sort(collect(keys(RULE_BUILDERS))), ", "))"))
+    return RULE_BUILDERS[name](spec)
 end
 
 rules_of(rule) = rule isa OptimiserChain ? rule.opts : (rule,)
