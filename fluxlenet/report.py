@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import compare_sweep
-from parity.compare import BACKEND_NAMES, SweepResult, fmt, seed_stats
+from parity.compare import BACKEND_NAMES, PUBLISHED_WORDS, SweepResult, fmt, seed_stats
 from parity.policy import Policy
 
 from . import optim_spec
@@ -39,7 +39,7 @@ SWEEP_KEYS = ("model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epoch
               "milestones", "gamma", "dataset", "train_size", "test_size", "valid_size", "mode", "precision")
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}
 STATUS_WORDS = {"pass": "pass", "fail": "FAIL", "incomplete": "incomplete", "not compared": "not compared",
-                "n/a": "n/a"}
+                "n/a": "n/a", "inconclusive": "inconclusive"}
 
 
 # -- building blocks ------------------------------------------------------------------------
@@ -136,7 +136,8 @@ def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
         why = "; ".join(check.messages()) or "; ".join(check.notes)
         rows.append([check.run, ",".join(map(str, check.seeds)), f"{side_name(check.a)} vs {side_name(check.b)}",
                      check.kind or "–", epochs, fmt(acc, 3), fmt(loss, 3),
-                     "–" if check.steps is None else str(len(check.steps)), STATUS_WORDS[check.status], why])
+                     "–" if check.steps is None else str(len(check.steps)),
+                     PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS_WORDS[check.status], why])
     return header, rows
 
 
@@ -611,14 +612,17 @@ code { background: #f3f3f3; padding: 0 3px; }
 img { max-width: 100%; border: 1px solid #eee; margin: 6px 0 18px; display: block; }
 .verdict { font-size: 1.2em; font-weight: bold; padding: 6px 10px; display: inline-block; border-radius: 4px; }
 .pass { background: #e3f5e1; color: #1d6b1d; } .fail { background: #fbe3e3; color: #a11; }
-.incomplete, .not-compared { background: #fff4d6; color: #7a5a00; }
-td.pass, td.fail, td.incomplete, td.not-compared { font-weight: bold; white-space: nowrap; }
+.incomplete, .not-compared, .inconclusive { background: #fff4d6; color: #7a5a00; }
+td.pass, td.fail, td.incomplete, td.not-compared, td.inconclusive { font-weight: bold; white-space: nowrap; }
 td.muted { color: #777; font-style: italic; white-space: nowrap; }
 """
 
 
 NUMERIC = re.compile(r"[0-9.,+\-−–/±()=\sena]*")
 STATE_CLASSES = {"pass": "pass", "FAIL": "fail", "incomplete": "incomplete", "not compared": "not-compared",
+                 "inconclusive": "inconclusive", "reproduced": "pass", "NOT REPRODUCED": "fail",
+                 "not reproduced": "fail", "holds": "pass", "does not hold": "fail", "consistent": "pass",
+                 "different": "fail",
                  "not run": "muted", "n/a": "muted num"}
 
 
