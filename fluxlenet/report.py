@@ -270,6 +270,14 @@ def _zoom_on_training(ax, sides: dict, metrics: list[str], pub) -> bool:
     return True
 
 
+def log_scale_if_positive(ax) -> None:
+    """Losses on a log scale: from 2.3 at the initial weights down to a few hundredths, which a linear
+    axis flattens onto zero."""
+    if ax.dataLim.y0 > 0:   # the data, not the view limits (their margin can reach below zero)
+        ax.set_yscale("log")
+        ax.set_ylabel(ax.get_ylabel() + " (log scale)")
+
+
 def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
     runs = list(result.groups)
@@ -305,9 +313,7 @@ def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) 
         ax.set_xlabel("epoch (last cut short by the step budget)" if budget else "epoch")
         ax.set_ylabel(split_metric.replace("_", " ").replace("acc", "accuracy (%)"))
         if split_metric.endswith("loss"):
-            low, high = ax.get_ylim()
-            if low > 0 and high / low > 10:
-                ax.set_yscale("log")  # from 2.3 at the initial weights down to a few hundredths
+            log_scale_if_positive(ax)
         elif _zoom_on_training(ax, result.groups[run], [split_metric, valid_metric], pub if applies else None):
             ax.set_xlabel(ax.get_xlabel() + " (epoch 0 below the axis)")
         ax.grid(alpha=0.3, which="both")

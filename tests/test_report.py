@@ -167,3 +167,18 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     assert image.shape[:2] == (2000, 1200)
     assert pixels_near(png, np.array([0xE3, 0xF5, 0xE1]) / 255) > 1000   # the green "pass" verdict box
     assert pixels_near(png, PYTORCH_ORANGE) > 100                         # the embedded plots were drawn
+
+
+def test_test_loss_is_plotted_on_a_log_scale(runs, tmp_path, monkeypatch):
+    """Epoch 0's loss of 2.3 would flatten the others onto the axis: the loss panels are logarithmic."""
+    from fluxlenet import report
+    from parity import compare_sweep
+    scales, save = {}, report._save
+
+    def record(fig, path):
+        scales[path.name] = [ax.get_yscale() for ax in fig.axes if ax.has_data()]
+        return save(fig, path)
+    monkeypatch.setattr(report, "_save", record)
+    report.make_plots(compare_sweep("optimizer", runs), tmp_path)
+    assert scales["test-loss.png"] == ["log"] * 3
+    assert scales["test-accuracy.png"] == ["linear"] * 3
