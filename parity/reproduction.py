@@ -113,12 +113,18 @@ class Sample:
 
     @property
     def mean(self) -> float | None:
-        return math.fsum(self.values) / self.n if self.n else None
+        if not self.n:
+            return None
+        if min(self.values) == max(self.values):
+            return self.values[0]   # exactly (fsum / n can be off in the last bit)
+        return math.fsum(self.values) / self.n
 
     @property
     def sd(self) -> float | None:
         if self.n < 2:
             return None
+        if min(self.values) == max(self.values):
+            return 0.0
         mean = self.mean
         return math.sqrt(math.fsum((v - mean) ** 2 for v in self.values) / (self.n - 1))
 

@@ -41,6 +41,9 @@ def test_sample_statistics_and_the_prediction_interval():
     verdict, _, why = judge_figure(sample, 3 + half + 1e-6, 0.99, 3)
     assert verdict == NOT_REPRODUCED and why.startswith("outside -4.975..10.97") and "1 seed(s) without" in why
     assert prediction_interval(sample_of({0: 1.0}), 0.99) is None
+    same = Sample((0.1, 0.1, 0.1))   # equal values: sd exactly 0, the interval the value itself
+    assert same.sd == 0.0 and judge_figure(same, 0.1, 0.99, 3)[0] == REPRODUCED
+    assert judge_figure(same, 0.1000001, 0.99, 3)[0] == NOT_REPRODUCED
 
 
 def test_the_baseline_figures_of_the_issue():
