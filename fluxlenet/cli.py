@@ -169,8 +169,8 @@ def add_reproduce_parser(sub) -> None:
     from .targets import TARGETS
     p = sub.add_parser("reproduce", help="run a write-up's experiments with seeds; a verdict per published figure",
                        description="Run every sweep of a write-up with several seeds (default --seeds 0,1,2,3,4; "
-                                   "both frameworks where Julia is set up), then write one report into <runs-dir>/reproduce-TARGET/: the "
-                                   "write-up's tables (Flux | PyTorch | published, with the seed spread), its "
+                                   "both frameworks where Julia is set up), then write one report into "
+                                   "<runs-dir>/reproduce-TARGET/: the write-up's tables (Flux | PyTorch | published, with the seed spread), its "
                                    "charts, a verdict for every published figure (reproduced / not reproduced / "
                                    "inconclusive, by the rule printed) and for its conclusions, and where a gap "
                                    "lies. Resumable like any sweep. Exit code: 0 reproduced, 1 not reproduced, "

@@ -273,8 +273,15 @@ def _zoom_on_training(ax, sides: dict, metrics: list[str], pub) -> bool:
 def log_scale_if_positive(ax) -> None:
     """Losses on a log scale: from 2.3 at the initial weights down to a few hundredths, which a linear
     axis flattens onto zero."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):   # 0.05 and 2.3, not 5 x 10^-2 and 2.3 x 10^0
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
     if ax.dataLim.y0 > 0:   # the data, not the view limits (their margin can reach below zero)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         ax.set_ylabel(ax.get_ylabel() + " (log scale)")
 
 

@@ -43,7 +43,7 @@ from parity.runs import RunFiles
 from . import report
 from .config import ConfigError
 from .fsutil import atomic_write_text
-from .targets import Target
+from .targets import Claim, Target
 
 SIDES = ("flux", "torch")
 BLOG_COLUMNS = {"train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds"}
@@ -70,7 +70,8 @@ def load_published_file(path: str | Path) -> dict[tuple[str, str], published_fig
     figures = [c for c in table.columns if c in BLOG_COLUMNS]
     if missing or not figures:
         raise ConfigError(f"{where}: needs the columns sweep, value, epoch and at least one of "
-                          f"{', '.join(sorted(BLOG_COLUMNS))}" + (f" (missing: {', '.join(missing)})" if missing else ""))
+                          f"{', '.join(sorted(BLOG_COLUMNS))}"
+                          + (f" (missing: {', '.join(missing)})" if missing else ""))
     for column in ["epoch"] + figures:
         values = pd.to_numeric(table[column], errors="coerce")
         bad = table[column][values.isna() & table[column].notna()]
@@ -122,7 +123,7 @@ class RunJudgement:
 
 @dataclass
 class ClaimJudgement:
-    claim: object                                # fluxlenet.targets.Claim
+    claim: Claim
     published_ranking: list[tuple[str, float]]
     verdicts: dict[str, ClaimVerdict]            # framework -> verdict
     samples: dict[str, dict[str, Sample]]        # framework -> setting -> final test accuracy
@@ -231,7 +232,7 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
     return out
 
 
-def judge_claim(rep: Reproduction, claim) -> ClaimJudgement:
+def judge_claim(rep: Reproduction, claim: Claim) -> ClaimJudgement:
     runs = [j for j in rep.judged if j.sweep == claim.sweep]
     published = [(j.run, j.pub.final_value("test_acc")) for j in runs if j.applies
                  and j.pub.final_value("test_acc") is not None]
@@ -252,9 +253,8 @@ def judge_claim(rep: Reproduction, claim) -> ClaimJudgement:
 
 
 def describe_headline(f: FigureVerdict) -> str:
+    """A judged (not inconclusive) headline figure against our seeds' interval."""
     s = f.sample
-    if f.verdict == INCONCLUSIVE:
-        return f"{f.why}"
     z = f"; {f.z:+.1f} sd" if f.z is not None and math.isfinite(f.z) else ""
     return (f"published {fmt(f.published, 4)} {'inside' if f.verdict == REPRODUCED else 'outside'} "
             f"{f.interval[0]:.2f}..{f.interval[1]:.2f} (mean {s.mean:.2f} ± {s.sd:.2f}, n={s.n}{z})")
@@ -710,7 +710,8 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
     blocks.append(("h2", "Every published figure"))
     blocks.append(("p", "Each cell: (published − our mean) / our sd at that epoch, for one framework; ✗ not "
                         "reproduced (outside the prediction interval), ? inconclusive, no mark: reproduced. The "
-                        f"numbers behind every cell (mean, sd, min, max, interval) are in `{rep.files['figures'].name}`."))
+                        "numbers behind every cell (mean, sd, min, max, interval) are in "
+                        f"`{rep.files['figures'].name}`."))
     any_grid = False
     for side in SIDES:
         for metric in reproduction.FIGURE_METRICS:

@@ -259,7 +259,7 @@ def _metrics(*frames: pd.DataFrame) -> list[str]:
 
 
 def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Policy, first_epoch: int,
-                   samples: dict | None = None, spread: pd.DataFrame | None = None) -> None:
+                   samples: dict | None = None) -> None:
     """Judge the epoch figures of frames fa and fb (index epoch) into `check`."""
     metrics = _metrics(fa, fb)
     epochs = sorted(e for e in set(fa.index) & set(fb.index) if e >= first_epoch)
@@ -271,10 +271,8 @@ def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Pol
     for epoch in epochs:
         for metric in metrics:
             a, b = float(fa.at[epoch, metric]), float(fb.at[epoch, metric])
-            sd = float(spread.at[epoch, metric]) if spread is not None and metric in spread else None
             split = metric.split("_")[0]
-            band = policy.epoch_band(check.kind, metric, epoch, a, b,
-                                     samples=(samples or {}).get(split), spread=sd)
+            band = policy.epoch_band(check.kind, metric, epoch, a, b, samples=(samples or {}).get(split))
             br = Break("epoch", epoch, metric, a, b, band)
             diffs.at[epoch, metric] = a - b if not (math.isnan(a) and math.isnan(b)) else 0.0
             bands.at[epoch, metric] = band
@@ -342,8 +340,9 @@ def compare_pair(run: str, ra: RunFiles, rb: RunFiles, labels: tuple[str, str], 
         # one seed a side: seed noise is unknown, so no difference can be called a failure
         if check.first_break is not None:
             br = check.first_break
-            check.notes.append(f"outside the one-seed band from epoch {br.index} ({br.metric}: {check.a} {fmt(br.a)} vs "
-                               f"{check.b} {fmt(br.b)}, band {fmt(br.band)}): seed noise or a difference")
+            check.notes.append(f"outside the one-seed band from epoch {br.index} ({br.metric}: {check.a} "
+                               f"{fmt(br.a)} vs {check.b} {fmt(br.b)}, band {fmt(br.band)}): seed noise or a "
+                               f"difference")
             check.first_break = None
         check.status = "inconclusive"
         check.notes.append("inconclusive: one seed a side cannot tell seed noise from a difference: "
@@ -376,8 +375,8 @@ def compare_seeds(run: str, runs_a: list[RunFiles], runs_b: list[RunFiles], labe
             acc = metric.endswith("_acc")
             floor = policy.seeds_acc_floor if acc else policy.seeds_loss_floor * max(abs(a.mean or 0), abs(b.mean or 0))
             verdict, band = reproduction.judge_difference(a, b, policy.level, policy.min_seeds, floor)
-            check.figures.append(reproduction.DifferenceVerdict(metric, epoch, a, b, band, verdict,
-                                                                metric == reproduction.HEADLINE_METRIC and epoch == last))
+            headline = metric == reproduction.HEADLINE_METRIC and epoch == last
+            check.figures.append(reproduction.DifferenceVerdict(metric, epoch, a, b, band, verdict, headline))
     if not check.figures:
         check.notes.append("no epoch figures in common")
         return check

@@ -117,12 +117,11 @@ class Policy:
 
     # -- bands --------------------------------------------------------------------------
     def epoch_band(self, kind: str, metric: str, epoch: int, a: float, b: float,
-                   samples: int | None = None, spread: float | None = None) -> float:
-        """Largest allowed |a - b| for `metric` at `epoch`.
+                   samples: int | None = None) -> float:
+        """Largest allowed |a - b| for `metric` at `epoch` of one pair of runs (repeat, float64, lockstep, native).
 
-        samples: size of the split the figure was measured on (native sampling noise);
-        spread: for "seeds", Welch's band for the difference of the means (the floor applies).
-        (Published figures are judged by parity.reproduction, not by a band.)
+        samples: size of the split the figure was measured on (native sampling noise). Several seeds
+        and the published figures are judged by parity.reproduction, not by a band.
         """
         acc = metric.endswith("_acc")
         scale = max(abs(a), abs(b))
@@ -132,9 +131,6 @@ class Policy:
             if acc:
                 return min(self.lockstep_acc + self.lockstep_acc_per_epoch * epoch, self.lockstep_acc_max)
             return self.lockstep_loss_abs + min(self.lockstep_loss_per_epoch * epoch, self.lockstep_loss_max) * scale
-        if kind == "seeds":
-            floor = self.seeds_acc_floor if acc else self.seeds_loss_floor * scale
-            return max(spread or 0.0, floor)
         # native, one seed a side: one sample of the other side's seed distribution
         band = self.native_acc if acc else self.native_loss * scale
         if acc and samples:
@@ -165,8 +161,8 @@ class Policy:
             f"step traces relative |d| <= {p.lockstep_trace:g} + {p.lockstep_trace_per_step:g} x (step - 1) "
             f"(at most {p.lockstep_trace_max:g})",
             f"native    (own RNGs, one seed a side; from epoch 1): inconclusive, never a failure (seed noise "
-            f"is unknown with one seed; run --mode native --seeds with at least {p.min_seeds} seeds); differences shown "
-            f"against accuracy |d| <= max({p.native_acc:g} points, {p.sigmas:g} x test-set sampling sd), "
+            f"is unknown with one seed; run --mode native --seeds with at least {p.min_seeds} seeds); differences "
+            f"shown against accuracy |d| <= max({p.native_acc:g} points, {p.sigmas:g} x test-set sampling sd), "
             f"loss |d| <= {p.native_loss:g} x loss",
             f"seeds     (native, several seeds a side; from epoch 1): consistent when |mean d| <= max(t({q:.4g}, "
             f"Welch df) x sqrt(sd1^2/n1 + sd2^2/n2), {p.seeds_acc_floor:g} points / {p.seeds_loss_floor:g} x loss); "

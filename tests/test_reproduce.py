@@ -97,7 +97,8 @@ def test_small_runs_are_not_the_posts_protocol_so_the_verdict_is_inconclusive(ru
     # the post's table of the batch-size sweep: every setting, our 3 seeds with their spread, the best marked
     assert "| setting | Flux test acc | PyTorch test acc | published test acc | verdict (Flux) | verdict (PyTorch) " \
            "| Flux s/epoch | PyTorch s/epoch | published s/epoch |" in md
-    table = [line.split(" | ") for line in md.splitlines() if line.split(" | ")[0] in ("| 32", "| 64", "| 256", "| 512")]
+    settings = ("| 32", "| 64", "| 256", "| 512")
+    table = [line.split(" | ") for line in md.splitlines() if line.split(" | ")[0] in settings]
     assert [row[0] for row in table] == ["| 32", "| 64", "| 256", "| 512"]
     assert all(row[1] == "not run" and "n=3)" in row[2] and row[3] == "n/a" for row in table)
     assert sum("★" in row[2] for row in table) == 1
@@ -168,7 +169,8 @@ def test_one_seed_is_inconclusive_never_a_failure(runs, cli, tmp_path):
     assert code == 4, out + err
     assert "): INCONCLUSIVE" in out and "FAIL" not in out and ": not reproduced" not in out.lower()
     assert "final test accuracy of batchsize/32, batchsize/64, batchsize/256, batchsize/512: inconclusive: 1 " \
-           "seed(s), at least 3 needed: `python -m fluxlenet reproduce post --sweeps batchsize --seeds 0,1,2,3,4`" in out
+           "seed(s), at least 3 needed: `python -m fluxlenet reproduce post --sweeps batchsize --seeds " \
+           "0,1,2,3,4`" in out
     assert {r["verdict"] for r in figure_rows(one)} == {"inconclusive"}
     # the policy decides how many seeds are enough, and the report prints it
     code, out, err = cli("reproduce", "post", "--sweeps", SWEEPS, "--report-only", "--runs-dir", root,
