@@ -191,3 +191,38 @@ def test_user_mistakes_are_one_line(runs, cli, tmp_path):
         code, out, err = cli("reproduce", "post", "--report-only", *args)
         assert code == 2 and words in err, (args, err)
         assert len(err.strip().splitlines()) == 1
+
+
+def test_the_gap_in_flux_and_pytorch_where_both_ran(runs, cli, tmp_path):
+    """A Flux run folder holds the same files as a torch one: copies of the torch runs, backend renamed and one
+    figure moved, stand for Flux runs here (no Julia needed)."""
+    import json
+    root, _ = runs
+    both = tmp_path / "runs"
+    shutil.copytree(root, both, ignore=shutil.ignore_patterns("reproduce-post"))
+    for torch_dir in (both / "batchsize").glob("*-seed*/torch"):
+        flux_dir = torch_dir.parent / "flux"
+        shutil.copytree(torch_dir, flux_dir)
+        doc = json.loads((flux_dir / "config.json").read_text())
+        doc["config"]["backend"] = "flux"
+        doc["versions"] = {"julia": "1.10.5", "Flux": "0.16.10"}
+        (flux_dir / "config.json").write_text(json.dumps(doc))
+    log = both / "batchsize" / "512-seed1" / "flux" / "log.csv"
+    lines = log.read_text().splitlines()
+    cells = lines[2].split(",")                  # epoch 1: epoch, train_loss, train_acc, test_loss, test_acc, ...
+    cells[4] = repr(float(cells[4]) + 5.0)
+    lines[2] = ",".join(cells)
+    log.write_text("\n".join(lines) + "\n")
+    planted = plant(root, tmp_path / "inside.csv", {("batchsize", "64", 1, "test_acc"): -30})
+    code, out, err = cli("reproduce", "post", "--sweeps", SWEEPS, "--report-only", "--runs-dir", both,
+                         "--published", planted)
+    assert code == 1, out + err
+    assert "  Flux: not reproduced (4 headline figures: 3 reproduced, 1 not reproduced; conclusions: 1 holds)" in out
+    md = (both / "reproduce-post" / "report.md").read_text()
+    assert "| run | published − Flux mean | published − PyTorch mean | Flux vs PyTorch |" in md
+    gaps = {line.split(" | ")[0]: line.split(" | ") for line in md.splitlines() if line.startswith("| batchsize/")
+            and line.endswith("(lockstep) |")}
+    assert gaps["| batchsize/64"][1] == gaps["| batchsize/64"][2] and gaps["| batchsize/64"][3] == "agree (lockstep) |"
+    assert gaps["| batchsize/512"][3] == "differ (lockstep) |"     # 5 points at epoch 1: beyond the lockstep band
+    assert "Flux and PyTorch differ on some runs" in md
+    assert "| Flux | 0.12.4 (with the Zygote and NNlib of its time) |" in md and "no: Flux 0.16.10 here |" in md
