@@ -2,7 +2,7 @@
 
 Exit codes: 0 every run finished (a diverged run is a result), 1 a run failed,
 2 bad input (said in one line before any training), 3 Flux asked for but Julia not
-ready, 130 stopped by Ctrl-C.
+ready, 130 stopped by Ctrl-C. `reproduce`: 0 reproduced, 1 not reproduced, 4 inconclusive.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from . import models, optim_spec, sweeps
 from .config import DATASETS, DEVICES, MODES, PRECISIONS, ConfigError, RunConfig
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
 
 
 class NoJulia(Exception):
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
 
     add_parity_parsers(sub)
+    add_reproduce_parser(sub)
 
     sub.add_parser("setup-julia", help="download and precompile Julia and Flux for the Flux backend",
                    description="Resolve and precompile the Julia side (Julia 1.10, Flux, Optimisers, BSON, "
@@ -185,6 +187,31 @@ def add_parity_parsers(sub) -> None:
     p.add_argument("--runs-dir", default="runs", help="where the sweep's run folders are (default: runs)")
     p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None, help=tolerance_help)
     p.add_argument("--policy", metavar="FILE.toml", default=None, help="tolerances from a TOML file of key = value")
+
+
+def add_reproduce_parser(sub) -> None:
+    from .targets import TARGETS
+    p = sub.add_parser("reproduce", help="run a write-up's experiments with seeds; a verdict per published figure",
+                       description="Run every sweep of a write-up with several seeds (default --seeds 0,1,2,3,4; "
+                                   "both frameworks where Julia is set up), then write one report into "
+                                   "<runs-dir>/reproduce-TARGET/: the write-up's tables (Flux | PyTorch | published, with the seed spread), its "
+                                   "charts, a verdict for every published figure (reproduced / not reproduced / "
+                                   "inconclusive, by the rule printed) and for its conclusions, and where a gap "
+                                   "lies. Resumable like any sweep. Exit code: 0 reproduced, 1 not reproduced, "
+                                   "4 inconclusive. Targets: " + "; ".join(f"{t.name}: {t.title}"
+                                                                          for t in TARGETS.values()) + ".")
+    p.add_argument("target", choices=list(TARGETS), help="post (its 4 sweeps) or variants (the LeNet variants report)")
+    p.add_argument("--sweeps", metavar="NAME,...", default=None,
+                   help="only these sweeps of the target (the report says which were left out)")
+    p.add_argument("--published", metavar="FILE.csv", default=None,
+                   help="judge against these figures instead of the shipped ones (columns sweep,value,epoch and any "
+                        "of train_loss,train_acc,test_loss,test_acc,epoch_seconds, as fluxlenet/reference/"
+                        "blog-2021-epoch-logs.csv); they are taken to apply to the runs as they ran")
+    p.add_argument("--report-only", action="store_true", help="run nothing: the report of the runs already there")
+    p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None,
+                   help="override the policy, e.g. level=0.999,min_seeds=5 (the keys are listed in the report)")
+    p.add_argument("--policy", metavar="FILE.toml", default=None, help="tolerances from a TOML file of key = value")
+    add_run_options(p, sweep=True)
 
 
 # -- sweep and train --------------------------------------------------------------------
@@ -241,7 +268,9 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
             raise ConfigError("--device cuda: no CUDA device is available to torch here; use --device cpu")
 
 
-def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: Path, args, echo) -> int:
+def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo) -> int:
+    import contextlib
+
     from . import runner
     if args.executor == "ray":
         from .ray_executor import import_ray
@@ -251,7 +280,9 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: 
         for backend in backends:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
-    with runner.SweepLock(lock_dir):  # first: an unwritable runs folder is said before any data is read
+    with contextlib.ExitStack() as locks:
+        for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
+            locks.enter_context(runner.SweepLock(lock_dir))
         states = [runner.check_existing(task) for task in tasks]
         check_inputs(configs, echo)
         todo = []
@@ -262,7 +293,7 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dir: 
                 todo.append(task)
         if args.executor == "ray":
             from .ray_executor import run_tasks_ray
-            results = run_tasks_ray(todo, lock_dir, address=args.ray_address, echo=echo)
+            results = run_tasks_ray(todo, lock_dirs[0], address=args.ray_address, echo=echo)
         else:
             results = runner.run_tasks(todo, jobs=args.jobs, echo=echo)
     print_summary(tasks, echo)
@@ -315,6 +346,27 @@ def write_grid_file(path: Path, doc: dict) -> None:
     atomic_write_text(path, text)
 
 
+def sweep_configs(sweep: sweeps.Sweep, args, seeds: list[int] | None = None) -> list[RunConfig]:
+    """The validated runs of a sweep file with the command line's options, one per run and seed."""
+    changes = overrides(args)
+    if args.epochs is not None:
+        if args.steps is not None:
+            raise ConfigError("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
+                              "--steps N stops after N optimiser steps")
+        changes["steps"] = None  # whole epochs, even where the sweep file sets a step budget
+    configs = []
+    for file_cfg in sweep.runs:
+        cfg = file_cfg.replace(**changes)
+        for seed in seeds or [cfg.seed]:
+            try:
+                configs.append(cfg.replace(seed=seed).validate())
+            except ConfigError as e:
+                if getattr(args, "grid", None):
+                    raise ConfigError(f"--grid: {e}") from None
+                raise _in_sweep_file(e, file_cfg, sweep.path) from None
+    return configs
+
+
 def cmd_sweep(args, echo) -> int:
     from . import runner
     if args.grid:
@@ -325,29 +377,14 @@ def cmd_sweep(args, echo) -> int:
         raise ConfigError("which sweep? give a name or a .toml file (see `python -m fluxlenet list`), or --grid KEY=V1,V2")
     else:
         sweep = sweeps.load(args.sweep)
-    changes = overrides(args)
-    if args.epochs is not None:
-        if args.steps is not None:
-            raise ConfigError("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
-                              "--steps N stops after N optimiser steps")
-        changes["steps"] = None  # whole epochs, even where the sweep file sets a step budget
-    configs = []
-    for file_cfg in sweep.runs:
-        cfg = file_cfg.replace(**changes)
-        for seed in args.seeds or [cfg.seed]:
-            try:
-                configs.append(cfg.replace(seed=seed).validate())
-            except ConfigError as e:
-                if args.grid:
-                    raise ConfigError(f"--grid: {e}") from None
-                raise _in_sweep_file(e, file_cfg, sweep.path) from None
+    configs = sweep_configs(sweep, args, args.seeds)
     backends = choose_backends(args.backend, echo)
     echo(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
          f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
     if args.grid:
         write_grid_file(sweep.path, grid_doc)
-    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), runs_dir / sweep.name, args, echo)
+    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo)
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -369,7 +406,7 @@ def cmd_train(args, echo) -> int:
     cfg = RunConfig(sweep="train", run=Path(args.savepath).name, **values).replace(**overrides(args)).validate()
     backends = choose_backends(args.backend, echo)
     savepath = Path(args.savepath)
-    return execute([cfg], backends, lambda c: savepath / c.backend, savepath, args, echo)
+    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo)
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -445,6 +482,30 @@ def cmd_report(args, echo) -> int:
     return 0
 
 
+def cmd_reproduce(args, echo) -> int:
+    from . import reproduce, runner
+    from .targets import TARGETS
+    target = TARGETS[args.target]
+    names = target.select(args.sweeps)
+    policy = tolerance_policy(args)
+    if args.published:
+        reproduce.load_published_file(args.published)  # a bad file is said before any training
+    runs_dir = Path(args.runs_dir)
+    if not args.report_only:
+        seeds = args.seeds or list(target.seeds)
+        configs = [cfg for name in names for cfg in sweep_configs(sweeps.load(name), args, seeds)]
+        configs.sort(key=lambda c: c.seed)  # every run of a seed before the next seed: early figures for all runs
+        backends = choose_backends(args.backend, echo)
+        echo(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
+             f"backends: {', '.join(backends)}")
+        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / n for n in names], args, echo)
+    written = reproduce.write_report(target, runs_dir, policy, names, args.published)
+    echo("")
+    for line in written.summary():
+        echo(line)
+    return {reproduce.REPRODUCED: 0, reproduce.NOT_REPRODUCED: EXIT_FAILED}.get(written.verdict, EXIT_INCONCLUSIVE)
+
+
 # -- the Julia side ---------------------------------------------------------------------
 
 def cmd_setup_julia(args, echo) -> int:
@@ -483,8 +544,8 @@ def cmd_ray_node(args, echo) -> int:
 
 
 COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "list": cmd_list, "data": cmd_data,
-            "parity": cmd_parity, "report": cmd_report, "setup-julia": cmd_setup_julia, "doctor": cmd_doctor,
-            "ray-node": cmd_ray_node}
+            "parity": cmd_parity, "report": cmd_report, "reproduce": cmd_reproduce, "setup-julia": cmd_setup_julia,
+            "doctor": cmd_doctor, "ray-node": cmd_ray_node}
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import compare_sweep
-from parity.compare import BACKEND_NAMES, SweepResult, fmt, seed_stats
+from parity.compare import BACKEND_NAMES, PUBLISHED_WORDS, SweepResult, fmt, seed_stats
 from parity.policy import Policy
 
 from . import optim_spec
@@ -39,7 +39,7 @@ SWEEP_KEYS = ("model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epoch
               "milestones", "gamma", "dataset", "train_size", "test_size", "valid_size", "mode", "precision")
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}
 STATUS_WORDS = {"pass": "pass", "fail": "FAIL", "incomplete": "incomplete", "not compared": "not compared",
-                "n/a": "n/a"}
+                "n/a": "n/a", "inconclusive": "inconclusive"}
 
 
 # -- building blocks ------------------------------------------------------------------------
@@ -136,7 +136,8 @@ def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
         why = "; ".join(check.messages()) or "; ".join(check.notes)
         rows.append([check.run, ",".join(map(str, check.seeds)), f"{side_name(check.a)} vs {side_name(check.b)}",
                      check.kind or "–", epochs, fmt(acc, 3), fmt(loss, 3),
-                     "–" if check.steps is None else str(len(check.steps)), STATUS_WORDS[check.status], why])
+                     "–" if check.steps is None else str(len(check.steps)),
+                     PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS_WORDS[check.status], why])
     return header, rows
 
 
@@ -269,6 +270,21 @@ def _zoom_on_training(ax, sides: dict, metrics: list[str], pub) -> bool:
     return True
 
 
+def log_scale_if_positive(ax) -> None:
+    """Losses on a log scale: from 2.3 at the initial weights down to a few hundredths, which a linear
+    axis flattens onto zero."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):   # 0.05 and 2.3, not 5 x 10^-2 and 2.3 x 10^0
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+    if ax.dataLim.y0 > 0:   # the data, not the view limits (their margin can reach below zero)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+        ax.set_ylabel(ax.get_ylabel() + " (log scale)")
+
+
 def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
     runs = list(result.groups)
@@ -304,9 +320,7 @@ def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) 
         ax.set_xlabel("epoch (last cut short by the step budget)" if budget else "epoch")
         ax.set_ylabel(split_metric.replace("_", " ").replace("acc", "accuracy (%)"))
         if split_metric.endswith("loss"):
-            low, high = ax.get_ylim()
-            if low > 0 and high / low > 10:
-                ax.set_yscale("log")  # from 2.3 at the initial weights down to a few hundredths
+            log_scale_if_positive(ax)
         elif _zoom_on_training(ax, result.groups[run], [split_metric, valid_metric], pub if applies else None):
             ax.set_xlabel(ax.get_xlabel() + " (epoch 0 below the axis)")
         ax.grid(alpha=0.3, which="both")
@@ -611,14 +625,17 @@ code { background: #f3f3f3; padding: 0 3px; }
 img { max-width: 100%; border: 1px solid #eee; margin: 6px 0 18px; display: block; }
 .verdict { font-size: 1.2em; font-weight: bold; padding: 6px 10px; display: inline-block; border-radius: 4px; }
 .pass { background: #e3f5e1; color: #1d6b1d; } .fail { background: #fbe3e3; color: #a11; }
-.incomplete, .not-compared { background: #fff4d6; color: #7a5a00; }
-td.pass, td.fail, td.incomplete, td.not-compared { font-weight: bold; white-space: nowrap; }
+.incomplete, .not-compared, .inconclusive { background: #fff4d6; color: #7a5a00; }
+td.pass, td.fail, td.incomplete, td.not-compared, td.inconclusive { font-weight: bold; white-space: nowrap; }
 td.muted { color: #777; font-style: italic; white-space: nowrap; }
 """
 
 
 NUMERIC = re.compile(r"[0-9.,+\-−–/±()=\sena]*")
 STATE_CLASSES = {"pass": "pass", "FAIL": "fail", "incomplete": "incomplete", "not compared": "not-compared",
+                 "inconclusive": "inconclusive", "reproduced": "pass", "NOT REPRODUCED": "fail",
+                 "not reproduced": "fail", "holds": "pass", "does not hold": "fail", "consistent": "pass",
+                 "different": "fail",
                  "not run": "muted", "n/a": "muted num"}
 
 

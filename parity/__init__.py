@@ -10,6 +10,8 @@
   seeds, published), and its overrides
 - parity.published: the published figures shipped in fluxlenet/reference, and when they apply
 - parity.compare: pairing, per-epoch and per-step differences, verdicts
+- parity.reproduction: seed statistics and the statistical verdicts (prediction intervals against the
+  published figures, Welch between frameworks, "X is the best setting")
 - parity.table: the text `python -m fluxlenet parity SWEEP` prints
 """
 

@@ -23,12 +23,17 @@ from fluxlenet import sweeps
 from fluxlenet.config import ConfigError
 
 from . import published as published_figures
+from . import reproduction
 from .policy import Policy
 from .runs import RunFiles, load_run, load_sweep_dir
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "valid_acc", "valid_loss")
 BACKENDS = ("flux", "torch")
 BACKEND_NAMES = {"flux": "Flux", "torch": "PyTorch"}
+# the status of a run or a sweep is the first of these that one of its checks has
+STATES = ("fail", "incomplete", "inconclusive", "pass")
+# a check's status in words, by kind (a published check says whether the figures reproduced)
+PUBLISHED_WORDS = {"pass": "reproduced", "fail": "NOT REPRODUCED", "inconclusive": "inconclusive", "n/a": "n/a"}
 
 
 @dataclass
@@ -58,13 +63,15 @@ class Check:
     a: str                    # side labels, e.g. "flux", "torch", "published"
     b: str
     kind: str | None          # the policy kind; None when the two cannot be compared
-    status: str = "n/a"       # pass | fail | n/a
+    status: str = "n/a"       # pass | fail | inconclusive | n/a
     first_break: Break | None = None        # first epoch figure out of its band
     step_break: Break | None = None         # first step-trace value out of its band
     diffs: pd.DataFrame | None = None       # index epoch, a - b per metric
     bands: pd.DataFrame | None = None       # index epoch, the band per metric
     steps: pd.DataFrame | None = None       # index step: a, b, rel, band (+ checksum_a, checksum_b, checksum_rel)
     notes: list[str] = field(default_factory=list)
+    # statistical checks (seeds, published): a verdict per figure (parity.reproduction)
+    figures: list | None = None
 
     @property
     def seed_text(self) -> str:
@@ -77,7 +84,10 @@ class Check:
         return float(self.diffs[metric].abs().max())
 
     def messages(self) -> list[str]:
-        """Why this check failed, one line per broken band (epoch figures, step trace)."""
+        """Why this check failed, one line per broken band (epoch figures, step trace) or failed headline figure."""
+        if self.figures is not None:
+            return [describe_figure(self, f) for f in self.figures
+                    if f.headline and f.verdict in (reproduction.NOT_REPRODUCED, reproduction.DIFFERENT)]
         lines = []
         if self.step_break is not None:
             lines.append(describe_step_break(self))
@@ -97,13 +107,8 @@ class RunVerdict:
 
     @property
     def status(self) -> str:
-        if any(c.status == "fail" for c in self.checks):
-            return "fail"
-        if self.incomplete:
-            return "incomplete"
-        if any(c.status == "pass" for c in self.checks):
-            return "pass"
-        return "not compared"
+        states = {c.status for c in self.checks} | ({"incomplete"} if self.incomplete else set())
+        return next((state for state in STATES if state in states), "not compared")
 
     def failures(self) -> list[str]:
         return [line for c in self.checks if c.status == "fail" for line in c.messages()]
@@ -124,11 +129,8 @@ class SweepResult:
 
     @property
     def status(self) -> str:
-        states = [v.status for v in self.verdicts]
-        for state in ("fail", "incomplete", "pass"):
-            if state in states:
-                return state
-        return "not compared"
+        states = {v.status for v in self.verdicts}
+        return next((state for state in STATES if state in states), "not compared")
 
     @property
     def runs(self) -> list[RunFiles]:
@@ -142,6 +144,75 @@ def fmt(x: float | None, digits: int = 6) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.{digits}g}"
+
+
+def describe_sample(sample: reproduction.Sample, digits: int = 4) -> str:
+    if not sample.n:
+        return "no figure"
+    if sample.n == 1:
+        return f"{fmt(sample.mean, digits)} (1 seed)"
+    return f"mean {fmt(sample.mean, digits)} ± {fmt(sample.sd, 2)} sd, n={sample.n}"
+
+
+def describe_figure(check: Check, f) -> str:
+    """One line for one judged figure of a statistical check (published or seeds)."""
+    where = f"{check.run} {check.seed_text}, {f.metric} at epoch {f.epoch}" + (" (final)" if f.headline else "")
+    if isinstance(f, reproduction.DifferenceVerdict):
+        band = "" if f.band is None else f" (|difference| {fmt(abs(f.difference), 3)} " \
+            f"{'>' if f.verdict == reproduction.DIFFERENT else '<='} band {fmt(f.band, 3)})"
+        return f"{where}: {check.a} {describe_sample(f.a)} vs {check.b} {describe_sample(f.b)}: {f.verdict}{band}"
+    z = f"; {f.z:+.1f} sd" if f.z is not None and math.isfinite(f.z) else ""
+    return f"{where}: published {fmt(f.published)} vs {check.a} {describe_sample(f.sample)}: {f.verdict} ({f.why}{z})"
+
+
+def more_seeds(command: str | None, runs: list[RunFiles], min_seeds: int) -> str:
+    """What gives enough seeds for a statistical verdict."""
+    seeds = reproduction.seeds_needed([r.seed for r in runs], min_seeds)
+    mode = " --mode native" if runs and runs[0].mode == "native" else ""
+    return f"`{command or 'the same command'}{mode} --seeds {seeds}` gives enough (same other options; finished " \
+           f"runs are skipped)"
+
+
+def _figure_frames(check: Check, items) -> None:
+    """check.diffs and check.bands (index epoch, a column per metric) from judged figures."""
+    rows: dict[int, dict] = {}
+    bands: dict[int, dict] = {}
+    for f in items:
+        if f.epoch is None:
+            continue
+        if isinstance(f, reproduction.DifferenceVerdict):
+            diff, band = f.difference, f.band
+        else:
+            diff = None if not f.sample.n else f.sample.mean - f.published
+            band = None if f.interval is None else (f.interval[1] - f.interval[0]) / 2
+        rows.setdefault(f.epoch, {})[f.metric] = math.nan if diff is None else diff
+        bands.setdefault(f.epoch, {})[f.metric] = math.nan if band is None else band
+    if rows:
+        index = pd.Index(sorted(rows), name="epoch")
+        check.diffs = pd.DataFrame.from_dict(rows, orient="index").reindex(index).astype(float)
+        check.bands = pd.DataFrame.from_dict(bands, orient="index").reindex(index).astype(float)
+
+
+def _statistical_status(check: Check, failed: str, min_seeds: int, runs: list[RunFiles], command: str | None) -> None:
+    """A check's status from its headline figures; what the other figures show and what gives enough seeds, as notes."""
+    headline = [f for f in check.figures if f.headline]
+    states = {f.verdict for f in headline}
+    check.status = ("fail" if failed in states else "inconclusive" if reproduction.INCONCLUSIVE in states
+                    else "pass" if headline else "n/a")
+    others = [f for f in check.figures if not f.headline and f.verdict != reproduction.INCONCLUSIVE]
+    outside = [f for f in others if f.verdict == failed]
+    if others:
+        word = "not reproduced" if failed == reproduction.NOT_REPRODUCED else "different"
+        shown = "; ".join(f"epoch {f.epoch} {f.metric}" + (f" {f.z:+.1f} sd" if getattr(f, "z", None) is not None
+                                                          and math.isfinite(f.z) else "") for f in outside[:4])
+        check.notes.append(f"per-epoch figures (they show where a gap lies; the final test accuracy decides): "
+                           f"{len(outside)} of {len(others)} {word}" + (f": {shown}" if shown else "")
+                           + ("; ..." if len(outside) > 4 else ""))
+    if reproduction.INCONCLUSIVE in states:
+        short = min((min(f.a.n, f.b.n) if isinstance(f, reproduction.DifferenceVerdict) else f.sample.n)
+                    for f in headline)
+        check.notes.append(f"inconclusive: {short} seed(s), at least {min_seeds} needed: "
+                           + more_seeds(command, runs, min_seeds))
 
 
 def describe_step_break(check: Check) -> str:
@@ -188,7 +259,7 @@ def _metrics(*frames: pd.DataFrame) -> list[str]:
 
 
 def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Policy, first_epoch: int,
-                   samples: dict | None = None, spread: pd.DataFrame | None = None) -> None:
+                   samples: dict | None = None) -> None:
     """Judge the epoch figures of frames fa and fb (index epoch) into `check`."""
     metrics = _metrics(fa, fb)
     epochs = sorted(e for e in set(fa.index) & set(fb.index) if e >= first_epoch)
@@ -200,10 +271,8 @@ def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Pol
     for epoch in epochs:
         for metric in metrics:
             a, b = float(fa.at[epoch, metric]), float(fb.at[epoch, metric])
-            sd = float(spread.at[epoch, metric]) if spread is not None and metric in spread else None
             split = metric.split("_")[0]
-            band = policy.epoch_band(check.kind, metric, epoch, a, b,
-                                     samples=(samples or {}).get(split), spread=sd)
+            band = policy.epoch_band(check.kind, metric, epoch, a, b, samples=(samples or {}).get(split))
             br = Break("epoch", epoch, metric, a, b, band)
             diffs.at[epoch, metric] = a - b if not (math.isnan(a) and math.isnan(b)) else 0.0
             bands.at[epoch, metric] = band
@@ -245,7 +314,8 @@ def _relative(a: pd.Series, b: pd.Series) -> pd.Series:
     return rel
 
 
-def compare_pair(run: str, ra: RunFiles, rb: RunFiles, labels: tuple[str, str], policy: Policy) -> Check:
+def compare_pair(run: str, ra: RunFiles, rb: RunFiles, labels: tuple[str, str], policy: Policy,
+                 command: str | None = None) -> Check:
     kind, why = classify(ra, rb)
     check = Check(run, [ra.seed] if ra.seed == rb.seed else [ra.seed, rb.seed], *labels, kind=kind)
     if kind is None:
@@ -266,6 +336,17 @@ def compare_pair(run: str, ra: RunFiles, rb: RunFiles, labels: tuple[str, str], 
     if kind == "repeat" and ra.config.get("threads") != rb.config.get("threads"):
         check.notes.append(f"threads {ra.config.get('threads')} vs {rb.config.get('threads')}: "
                            f"float32 sums may then differ in order")
+    if kind == "native" and check.status != "n/a":
+        # one seed a side: seed noise is unknown, so no difference can be called a failure
+        if check.first_break is not None:
+            br = check.first_break
+            check.notes.append(f"outside the one-seed band from epoch {br.index} ({br.metric}: {check.a} "
+                               f"{fmt(br.a)} vs {check.b} {fmt(br.b)}, band {fmt(br.band)}): seed noise or a "
+                               f"difference")
+            check.first_break = None
+        check.status = "inconclusive"
+        check.notes.append("inconclusive: one seed a side cannot tell seed noise from a difference: "
+                           + more_seeds(command, [ra], policy.min_seeds))
     return check
 
 
@@ -282,40 +363,43 @@ def seed_stats(runs: list[RunFiles]) -> tuple[pd.DataFrame, pd.DataFrame, int]:
 
 
 def compare_seeds(run: str, runs_a: list[RunFiles], runs_b: list[RunFiles], labels: tuple[str, str],
-                  policy: Policy) -> Check:
-    check = Check(run, sorted({r.seed for r in runs_a + runs_b}), *labels, kind="seeds")
-    mean_a, sd_a, na = seed_stats(runs_a)
-    mean_b, sd_b, nb = seed_stats(runs_b)
-    epochs = mean_a.index.intersection(mean_b.index)
-    se = np.sqrt(sd_a.loc[epochs] ** 2 / na + sd_b.loc[epochs] ** 2 / nb)
-    compare_frames(check, mean_a, mean_b, policy, 1, spread=se)
-    check.notes.append(f"mean over {na} and {nb} seeds")
+                  policy: Policy, command: str | None = None) -> Check:
+    """Native runs, several seeds a side: the means of every figure (from epoch 1), Welch's band (reproduction)."""
+    check = Check(run, sorted({r.seed for r in runs_a + runs_b}), *labels, kind="seeds", figures=[])
+    epochs = sorted(set.intersection(*(set(r.log.index) for r in runs_a + runs_b)) - {0})
+    last = epochs[-1] if epochs else None
+    for metric in _metrics(*(r.log for r in runs_a + runs_b)):
+        for epoch in epochs:
+            a = reproduction.sample_of(reproduction.figure_values(runs_a, metric, epoch)[1])
+            b = reproduction.sample_of(reproduction.figure_values(runs_b, metric, epoch)[1])
+            acc = metric.endswith("_acc")
+            floor = policy.seeds_acc_floor if acc else policy.seeds_loss_floor * max(abs(a.mean or 0), abs(b.mean or 0))
+            verdict, band = reproduction.judge_difference(a, b, policy.level, policy.min_seeds, floor)
+            headline = metric == reproduction.HEADLINE_METRIC and epoch == last
+            check.figures.append(reproduction.DifferenceVerdict(metric, epoch, a, b, band, verdict, headline))
+    if not check.figures:
+        check.notes.append("no epoch figures in common")
+        return check
+    _figure_frames(check, check.figures)
+    _statistical_status(check, reproduction.DIFFERENT, policy.min_seeds, runs_a, command)
+    check.notes.append(f"means over {len(runs_a)} and {len(runs_b)} seeds")
     return check
 
 
 def compare_published(run: str, runs: list[RunFiles], label: str, pub: published_figures.Published,
-                      policy: Policy) -> Check:
-    mean, sd, n = seed_stats(runs)
+                      policy: Policy, command: str | None = None) -> Check:
+    """Our seeds against the published figures: a verdict per figure (parity.reproduction)."""
     check = Check(run, sorted(r.seed for r in runs), label, "published", kind="published")
-    if mean.empty:
+    if not any(len(r.log) for r in runs):
         check.notes.append("no epoch figures logged yet")
         return check
-    if pub.epochs is not None:
-        ref = pub.epochs.drop(columns="seconds")
-    else:
-        rows = {}
-        for metric, (value, epoch) in pub.final.items():
-            if metric in METRICS:
-                rows.setdefault(epoch if epoch is not None else int(mean.index.max()), {})[metric] = value
-        ref = pd.DataFrame.from_dict(rows, orient="index")
-    if ref.empty:
+    figures = reproduction.published_figures(pub)
+    if not figures:
         check.notes.append("no published figures to compare with")
         return check
-    spread = sd * math.sqrt(1 + 1 / n) if n > 1 else None
-    compare_frames(check, mean, ref, policy, 1, samples={s: runs[0].samples(s) for s in ("train", "test", "valid")},
-                   spread=spread)
-    if n > 1:
-        check.notes.append(f"mean over {n} seeds")
+    check.figures = reproduction.judge_published(run, label, runs, figures, policy.level, policy.min_seeds)
+    _figure_frames(check, check.figures)
+    _statistical_status(check, reproduction.NOT_REPRODUCED, policy.min_seeds, runs, command)
     return check
 
 
@@ -418,6 +502,10 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
            pair_any_seed=False) -> SweepResult:
     verdicts, pubs, mismatch = [], {}, {}
     protocols = {c.run: c.to_dict() for c in sweep.runs} if sweep else {}
+    command = None
+    if sweep:
+        builtin = sweep.path.resolve().parent == sweeps.SWEEP_DIR.resolve()
+        command = f"python -m fluxlenet sweep {sweep.name if builtin else sweep.path}"
     for run, by_side in groups.items():
         verdict = RunVerdict(run)
         for side, runs in by_side.items():
@@ -429,7 +517,7 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
         for la, lb in pairs:
             runs_a, runs_b = by_side.get(la, []), by_side.get(lb, [])
             if runs_a and runs_b:
-                verdict.checks += compare_sides(run, runs_a, runs_b, (la, lb), policy, pair_any_seed)
+                verdict.checks += compare_sides(run, runs_a, runs_b, (la, lb), policy, pair_any_seed, command)
         pub = published_figures.find(sweep.published if sweep else None, run)
         pubs[run] = pub
         if pub is not None:
@@ -438,7 +526,7 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
             if not mismatch[run]:
                 for side in published_sides:
                     if by_side.get(side):
-                        verdict.checks.append(compare_published(run, by_side[side], side, pub, policy))
+                        verdict.checks.append(compare_published(run, by_side[side], side, pub, policy, command))
         verdict.incomplete += [n for c in verdict.checks for n in c.notes if n.startswith("compared up to")]
         verdicts.append(verdict)
     if sweep and sweep.published:
@@ -449,7 +537,7 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
     return SweepResult(name, Path(sweep_dir), sweep, policy, sides, groups, verdicts, pubs, mismatch, notes)
 
 
-def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False) -> list[Check]:
+def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False, command=None) -> list[Check]:
     by_a = {r.seed: r for r in runs_a}
     by_b = {r.seed: r for r in runs_b}
     if pair_any_seed:
@@ -461,10 +549,11 @@ def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False) -> l
         return [check]
     kinds = {s: classify(by_a[s], by_b[s])[0] for s in common}
     native = [s for s in common if kinds[s] == "native"]
-    checks = [compare_pair(run, by_a[s], by_b[s], labels, policy) for s in common
+    checks = [compare_pair(run, by_a[s], by_b[s], labels, policy, command) for s in common
               if not (kinds[s] == "native" and len(native) >= 2)]
     if len(native) >= 2:
-        checks.append(compare_seeds(run, [by_a[s] for s in native], [by_b[s] for s in native], labels, policy))
+        checks.append(compare_seeds(run, [by_a[s] for s in native], [by_b[s] for s in native], labels, policy,
+                                    command))
     return checks
 
 

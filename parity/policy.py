@@ -10,10 +10,13 @@ Kinds of comparison (chosen per pair of runs by `parity.compare.classify`):
 - lockstep:  float32 lockstep runs of two backends (or two devices): float32 kernels sum in other
              orders, so the figures drift apart; the bands start tight and widen with the epoch
              (the step-trace band widens with the step).
-- native:    each backend with its own RNG, one seed a side: a band that also covers the sampling
-             noise of the test set (sigmas x sqrt(2 p (1 - p) / n)).
-- seeds:     several seeds a side: means compared within sigmas x their standard error.
-- published: our figures against the published ones (another RNG, Flux 0.12): as native.
+- native:    each backend with its own RNG, one seed a side: inconclusive, never a failure (one seed
+             a side cannot tell seed noise from a difference); the differences are shown against a
+             band that covers the sampling noise of the test set (sigmas x sqrt(2 p (1 - p) / n)).
+- seeds:     several seeds a side (native mode): the means compared with Welch's interval at
+             `level`, at least a floor (parity.reproduction); inconclusive below min_seeds seeds.
+- published: our seeds against the published figures: the prediction interval of one new run
+             at `level` (parity.reproduction); inconclusive below min_seeds seeds.
 
 Accuracy bands are in percentage points, loss bands relative to the larger of the two losses
 unless named _abs. Native-like comparisons skip epoch 0 (the initial weights differ).
@@ -60,9 +63,12 @@ class Policy:
     native_acc: float = 1.5
     native_loss: float = 0.25                # relative
     sigmas: float = 3.0
-    # several seeds a side: |mean_a - mean_b| <= max(sigmas * standard error, floor)
+    # several seeds a side: |mean_a - mean_b| <= max(Welch band at `level`, floor)
     seeds_acc_floor: float = 0.1
     seeds_loss_floor: float = 0.01           # relative
+    # statistical verdicts (seeds, published): the level of the intervals, the seeds they need
+    level: float = 0.99
+    min_seeds: int = 3
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -80,7 +86,12 @@ class Policy:
                 raise ConfigError(f"{where}tolerance {key} must be a number, not {value!r}") from None
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where}tolerance {key} must be a number >= 0, not {value}")
-            changes[key] = int(value) if key == "exact_trace_steps" else value
+            if key == "level" and not 0.5 <= value < 1:
+                raise ConfigError(f"{where}tolerance level must be at least 0.5 and below 1 (e.g. 0.99), not {value:g}")
+            if key == "min_seeds" and (value < 2 or value != int(value)):
+                raise ConfigError(f"{where}tolerance min_seeds must be a whole number >= 2 (an sd needs two "
+                                  f"seeds), not {value:g}")
+            changes[key] = int(value) if key in ("exact_trace_steps", "min_seeds") else value
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, text: str) -> "Policy":
@@ -106,12 +117,11 @@ class Policy:
 
     # -- bands --------------------------------------------------------------------------
     def epoch_band(self, kind: str, metric: str, epoch: int, a: float, b: float,
-                   samples: int | None = None, spread: float | None = None) -> float:
-        """Largest allowed |a - b| for `metric` at `epoch`.
+                   samples: int | None = None) -> float:
+        """Largest allowed |a - b| for `metric` at `epoch` of one pair of runs (repeat, float64, lockstep, native).
 
-        samples: size of the split the figure was measured on (native sampling noise);
-        spread: for "seeds", the standard error of the difference of the means; for
-        "published", the sd over our seeds.
+        samples: size of the split the figure was measured on (native sampling noise). Several seeds
+        and the published figures are judged by parity.reproduction, not by a band.
         """
         acc = metric.endswith("_acc")
         scale = max(abs(a), abs(b))
@@ -121,16 +131,11 @@ class Policy:
             if acc:
                 return min(self.lockstep_acc + self.lockstep_acc_per_epoch * epoch, self.lockstep_acc_max)
             return self.lockstep_loss_abs + min(self.lockstep_loss_per_epoch * epoch, self.lockstep_loss_max) * scale
-        if kind == "seeds":
-            floor = self.seeds_acc_floor if acc else self.seeds_loss_floor * scale
-            return max(self.sigmas * (spread or 0.0), floor)
-        # native and published: one sample of the other side's seed distribution
+        # native, one seed a side: one sample of the other side's seed distribution
         band = self.native_acc if acc else self.native_loss * scale
         if acc and samples:
             p = min(max((a + b) / 200, 0.0), 1.0)
             band = max(band, self.sigmas * math.sqrt(2 * p * (1 - p) / samples) * 100)
-        if spread:
-            band = max(band, self.sigmas * spread)
         return band
 
     def trace_band(self, kind: str, step: int) -> float | None:
@@ -144,6 +149,7 @@ class Policy:
     def describe(self) -> list[tuple[str, str]]:
         """The policy in words: (kind, its bands), one per kind."""
         p = self
+        q = 1 - (1 - p.level) / 2
         lines = [
             f"repeat    (one backend twice, same settings and seed): epoch figures |d| <= {p.exact_acc:g} points, "
             f"loss |d| <= {p.exact_loss_abs:g}; step traces relative |d| <= {p.exact_trace:g} "
@@ -154,11 +160,16 @@ class Policy:
             f"{p.lockstep_loss_abs:g} + min({p.lockstep_loss_per_epoch:g} x epoch, {p.lockstep_loss_max:g}) x loss; "
             f"step traces relative |d| <= {p.lockstep_trace:g} + {p.lockstep_trace_per_step:g} x (step - 1) "
             f"(at most {p.lockstep_trace_max:g})",
-            f"native    (own RNGs, one seed a side; from epoch 1): accuracy |d| <= max({p.native_acc:g} points, "
-            f"{p.sigmas:g} x test-set sampling sd); loss |d| <= {p.native_loss:g} x loss",
-            f"seeds     (several seeds a side; from epoch 1): |mean d| <= max({p.sigmas:g} x standard error, "
-            f"{p.seeds_acc_floor:g} points / {p.seeds_loss_floor:g} x loss)",
-            f"published (against the write-up's figures; from epoch 1): as native, widened to {p.sigmas:g} x "
-            f"our seed sd when there are several seeds",
+            f"native    (own RNGs, one seed a side; from epoch 1): inconclusive, never a failure (seed noise "
+            f"is unknown with one seed; run --mode native --seeds with at least {p.min_seeds} seeds); differences "
+            f"shown against accuracy |d| <= max({p.native_acc:g} points, {p.sigmas:g} x test-set sampling sd), "
+            f"loss |d| <= {p.native_loss:g} x loss",
+            f"seeds     (native, several seeds a side; from epoch 1): consistent when |mean d| <= max(t({q:.4g}, "
+            f"Welch df) x sqrt(sd1^2/n1 + sd2^2/n2), {p.seeds_acc_floor:g} points / {p.seeds_loss_floor:g} x loss); "
+            f"inconclusive below {p.min_seeds} seeds a side; the final test accuracy decides",
+            f"published (our seeds against the write-up's figures): reproduced when the published figure lies in "
+            f"mean +- t({q:.4g}, n-1) x sd x sqrt(1+1/n) (where one new run of ours falls with probability "
+            f"{p.level:g}); inconclusive below {p.min_seeds} seeds; the final test accuracy decides, the other "
+            f"figures show where a gap lies (about {100 * (1 - p.level):.2g} in 100 of them fall outside by chance)",
         ]
         return [(line.split(" ", 1)[0], line) for line in lines]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
-from .compare import Check, SweepResult, fmt
+from .compare import PUBLISHED_WORDS, Check, SweepResult, fmt
 
-STATUS = {"pass": "pass", "fail": "FAIL", "n/a": "n/a", "incomplete": "INCOMPLETE", "not compared": "not compared"}
+STATUS = {"pass": "pass", "fail": "FAIL", "n/a": "n/a", "incomplete": "INCOMPLETE", "not compared": "not compared",
+          "inconclusive": "inconclusive"}
+
+
+def check_word(check: Check) -> str:
+    return PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS[check.status]
 
 
 def _epochs(check: Check) -> str:
@@ -40,7 +45,7 @@ def result_lines(result: SweepResult) -> list[str]:
             steps = "-" if check.steps is None else str(len(check.steps))
             lines.append(f"{check.run:<{run_width}} {','.join(map(str, check.seeds)):<6} {compared:<{width}} "
                          f"{check.kind or '-':<9} {_epochs(check):>6} {_max(check, 'test_acc', 2):>15} "
-                         f"{_max(check, 'test_loss', 4):>16} {steps:>5}  {STATUS[check.status]}")
+                         f"{_max(check, 'test_loss', 4):>16} {steps:>5}  {check_word(check)}")
     lines.append("")
     lines.append("Verdicts:")
     for verdict in result.verdicts:

@@ -225,7 +225,7 @@ def test_two_run_folders_compare_directly(cli, runs, tmp_path):
     assert code == 2 and "--against" in err and len(err.strip().splitlines()) == 1
 
 
-def test_native_runs_and_seeds_are_judged_statistically(runs, tmp_path):
+def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     root = copy_tree(runs / "a", tmp_path / "native")
     base = root / "optimizer" / "AdaBelief-seed0"
     edit_config(base / "torch", mode="native")
@@ -233,7 +233,15 @@ def test_native_runs_and_seeds_are_judged_statistically(runs, tmp_path):
     edit_log(base / "flux", 1, test_acc=lambda v: v + 5.0)   # another RNG: within the sampling noise of 100 images
     edit_log(base / "flux", 0, test_acc=lambda v: v + 30.0)  # other initial weights: epoch 0 is not judged
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
-    assert check.kind == "native" and check.status == "pass" and list(check.diffs.index) == [1]
+    # one seed a side: the difference is shown, the verdict is inconclusive and says what gives enough seeds
+    assert check.kind == "native" and check.status == "inconclusive" and list(check.diffs.index) == [1]
+    assert check.diffs.at[1, "test_acc"] == pytest.approx(5.0, abs=1e-9)
+    edit_log(base / "flux", 1, test_acc=lambda v: v + 35.0)  # far outside the one-seed band: still not a failure
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert code == 0 and "FAIL" not in out, out
+    assert "AdaBelief  inconclusive" in out and "outside the one-seed band from epoch 1 (test_acc" in out
+    assert "`python -m fluxlenet sweep optimizer --mode native --seeds 0,1,2,3,4`" in out
+    edit_log(base / "flux", 1, test_acc=lambda v: v - 40.0)
 
     # three seeds a side: mean +- sd
     shutil.copy(base / "torch" / "log.csv", base / "flux" / "log.csv")
@@ -245,10 +253,14 @@ def test_native_runs_and_seeds_are_judged_statistically(runs, tmp_path):
             edit_log(folder / side, 1, test_acc=lambda v: v + rng.normal(0, 2))
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
     assert check.kind == "seeds" and check.seeds == [0, 1, 2] and check.status == "pass"
+    headline = [f for f in check.figures if f.headline]
+    assert [(f.metric, f.epoch, f.a.n, f.b.n, f.verdict) for f in headline] == [("test_acc", 1, 3, 3, "consistent")]
     for seed in (0, 1, 2):
         edit_log(root / "optimizer" / f"AdaBelief-seed{seed}" / "flux", 1, test_acc=lambda v: v + 40)
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
-    assert check.status == "fail" and check.first_break.metric == "test_acc"
+    assert check.status == "fail"
+    assert "AdaBelief seeds 0,1,2, test_acc at epoch 1 (final): flux mean" in check.messages()[0]
+    assert ": different (|difference|" in check.messages()[0]
 
 
 def test_a_run_that_stopped_early_is_incomplete_not_failed(cli, runs, tmp_path):
@@ -300,15 +312,19 @@ def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path)
     assert not [c for c in result.checks() if c.kind == "published"]
     assert result.status == "not compared"
 
+    # one seed: every figure is inconclusive, whatever the difference, and the output says what gives enough
     root = post_protocol_run(runs, tmp_path)
     result = compare_sweep("optimizer", root)
     check = next(c for c in result.checks() if c.run == "ADAMW")
-    assert check.kind == "published" and check.status == "pass" and check.max_abs("test_acc") == 0
+    assert check.kind == "published" and check.status == "inconclusive" and check.max_abs("test_acc") == 0
+    assert len(check.figures) == 44 and {f.verdict for f in check.figures} == {"inconclusive"}
 
     root = post_protocol_run(runs, tmp_path / "shifted", shift=-3.0)
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
-    assert code == 1
-    assert "ADAMW seed 0, epoch 5, test_acc: torch 95.76 vs published 98.76" in out
+    assert code == 0 and "FAIL" not in out and "NOT REPRODUCED" not in out
+    assert "ADAMW      0      torch vs published" in out and "inconclusive: 1 seed(s), at least 3 needed" in out
+    assert "`python -m fluxlenet sweep optimizer --seeds 0,1,2,3,4`" in out
+    assert "reproduced when the published figure lies in mean +- t(0.995, n-1) x sd x sqrt(1+1/n)" in out
 
 
 # -- user mistakes --------------------------------------------------------------------------
