@@ -12,7 +12,6 @@ step 1 is the loss of the first batch at the initial weights.
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -558,7 +557,9 @@ def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False, comm
 
 
 def julia_found() -> bool:
-    return shutil.which("julia") is not None
+    """Whether Flux runs can start here: Julia set up for the Flux backend (juliapkg's or PATH's)."""
+    from fluxlenet.julia_env import julia_status
+    return julia_status()[0]
 
 
 __all__ = ["Break", "Check", "RunVerdict", "SweepResult", "classify", "compare_sweep", "compare_folders"]
