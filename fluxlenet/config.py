@@ -192,6 +192,13 @@ class RunConfig:
             d.pop(key)
         return d
 
+    def differences(self, stored: dict) -> list[str]:
+        """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
+        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self."""
+        names = set(self.field_names())
+        there = RunConfig(**{k: v for k, v in stored.items() if k in names}).semantic_dict()
+        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items() if there[k] != v]
+
 
 def _coerce(name: str, value, where: str):
     """Type-check one TOML/CLI value against the RunConfig field `name`."""
