@@ -622,8 +622,8 @@ def _load_raw(name: str, paths: dict[str, Path]):
         return _cifar_arrays(_load_cifar(paths[CIFAR_TARBALL]), to_float=False)
 
     def pair(images, labels):
-        source = SOURCE[name]
-        x, y = _load_idx(paths[images], "images", (source, images)), _load_idx(paths[labels], "labels", (source, labels))
+        x = _load_idx(paths[images], "images", (SOURCE[name], images))
+        y = _load_idx(paths[labels], "labels", (SOURCE[name], labels))
         if len(x) != len(y):
             raise _Bad(paths[labels], f"has {len(y)} labels but {paths[images].name} has {len(x)} images")
         return x.reshape(len(x), 1, 28, 28), y.astype(np.int64)
