@@ -176,6 +176,9 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
     DamagedRun for a file that cannot be read, or a finished run whose log does not end where
     status.json says it did (a log cut short would report the wrong final figures)."""
     run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        if (run_dir / name).is_dir():
+            raise damaged(run_dir / name, "is a directory, not a file")
     status = read_status(run_dir)
     rows = read_log_rows(run_dir)
     read_trace_rows(run_dir)
@@ -196,6 +199,8 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
 
 CHECKPOINT_SETTINGS = "checkpoint.json"
 CHECKPOINTS = ("model.pt", "model.bson", "optimiser.bson")
+RUN_FILES = ("config.json", "status.json", "log.csv", "trace.csv", "console.log", "error.txt",
+             CHECKPOINT_SETTINGS) + CHECKPOINTS
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:

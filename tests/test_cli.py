@@ -216,6 +216,8 @@ BAD_INPUTS = [
     Case("config.json and checkpoint.json gone", sweep_args(),
          "{run}: holds model.pt but neither config.json nor checkpoint.json, so the settings it was trained with "
          "are unknown", damage="settings-gone"),
+    Case("status.json is a directory", sweep_args(), "{run}/status.json: is a directory, not a file",
+         damage="status-is-a-directory"),
     Case("a file where the run folder should be", sweep_args(),
          "{run}: is a file where the run folder should be; move it away", damage="folder-is-a-file"),
 ]
@@ -249,6 +251,9 @@ def _damage(run: Path, kind: str) -> None:
     elif kind == "settings-gone":
         (run / "config.json").unlink()
         (run / "checkpoint.json").unlink()
+    elif kind == "status-is-a-directory":
+        (run / "status.json").unlink()
+        (run / "status.json").mkdir()
     elif kind == "folder-is-a-file":
         shutil.rmtree(run)
         run.write_text("not a run folder\n")

@@ -376,6 +376,7 @@ def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path)
 # -- user mistakes --------------------------------------------------------------------------
 
 def test_user_mistakes_are_one_line(cli, runs, tmp_path):
+    (tmp_path / "latin1.toml").write_bytes("# café\nsigmas = 3\n".encode("latin-1"))
     for args, words in [(["parity", "optimizer", "--runs-dir", tmp_path], "no runs of sweep 'optimizer'"),
                         (["parity", "nosuchsweep", "--runs-dir", runs / "a"],
                          "'nosuchsweep' is not a sweep name (built-in: baseline,"),
@@ -385,7 +386,9 @@ def test_user_mistakes_are_one_line(cli, runs, tmp_path):
                         (["parity", tmp_path], f"no runs in {tmp_path}: looked for {tmp_path}/config.json (a run), "),
                         (["parity", "optimizer", "--runs-dir", runs / "a", "--tolerance", "acc=1"],
                          "unknown tolerance 'acc'"),
-                        (["report", "optimizer", "--runs-dir", tmp_path], "no runs of sweep")]:
+                        (["report", "optimizer", "--runs-dir", tmp_path], "no runs of sweep"),
+                        (["parity", "optimizer", "--runs-dir", runs / "a", "--policy", tmp_path / "latin1.toml"],
+                         f"policy file {tmp_path / 'latin1.toml'}: not valid TOML: not UTF-8 text")]:
         code, out, err = cli(*args)
         assert code == 2 and words in err, err
         assert len(err.strip().splitlines()) == 1
