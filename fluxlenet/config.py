@@ -122,7 +122,7 @@ class RunConfig:
         for what, name in (("sweep name", self.sweep), ("run name", self.run)):
             problem = name_problem(name)
             if problem:
-                raise ConfigError(f"{what} {name!r} {problem}", "name" if what == "run name" else None)
+                raise ConfigError(f"{what} {name!r} {problem}")
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         need(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")

@@ -65,7 +65,7 @@ class Case:
     env: dict = field(default_factory=dict)
     setup: str | None = None                 # "other-settings", "locked", "file-in-the-way", "not-utf8", "dir.toml"
     edit: tuple[str, str] | None = None      # (old, new): a change to the sweep file's lines
-    damage: str | None = None                # a finished run of the sweep in {tmp}/runs, damaged: see DAMAGE
+    damage: str | None = None                # a finished run of the sweep in {tmp}/runs, damaged: see _damage
 
 
 def sweep_args(*extra):

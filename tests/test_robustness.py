@@ -26,7 +26,8 @@ import pytest
 from fluxlenet import faults
 from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from fluxlenet.runlog import LOG_COLUMNS, RunLog, read_log_rows, read_status, read_trace_rows
+from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunLog, check_checkpoint, read_log_rows, read_status,
+                              read_trace_rows)
 from fluxlenet.runner import Task, check_existing
 from fluxlenet.rundir import run_is_busy, write_config
 
@@ -479,6 +480,28 @@ def test_truncate_drops_the_killed_attempts_rows_from_log_and_tensorboard(tmp_pa
     assert [r["epoch"] for r in read_log_rows(tmp_path)] == [0, 1, 2]
     assert tensorboard_steps(tmp_path) == [0, 1, 2]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_checkpoints_are_checked_by_structure_without_torch_or_julia(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save({"model": {"w": torch.arange(1000.0)}, "epoch": 2}, path)
+    blob = path.read_bytes()
+    check_checkpoint(path)
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DamagedRun, match="model.pt: is not a torch checkpoint .*; delete it to start that run afresh"):
+        check_checkpoint(path)
+    at = blob.index(b"\x00\x00\x80?")  # 1.0 in the tensor's bytes: a bit flipped on the disk
+    path.write_bytes(blob[:at] + b"\x01" + blob[at + 1:])
+    with pytest.raises(DamagedRun, match="fails its CRC check"):
+        check_checkpoint(path)
+    bson = tmp_path / "optimiser.bson"
+    document = (12).to_bytes(4, "little") + b"\x10a\x00" + (7).to_bytes(4, "little") + b"\x00"  # {a: 7}
+    bson.write_bytes(document)
+    check_checkpoint(bson)
+    bson.write_bytes(document[:-3])
+    with pytest.raises(DamagedRun, match="optimiser.bson: is not a BSON document"):
+        check_checkpoint(bson)
 
 
 def test_fault_rules_are_checked():
