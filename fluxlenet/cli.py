@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 
 from . import models, optim_spec, sweeps
-from .config import DATASETS, DEVICES, MODES, PRECISIONS, ConfigError, RunConfig
+from .config import DATASETS, DEVICES, MODES, PRECISIONS, ConfigError, RunConfig, name_problem
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
+EPOCHS_AND_STEPS = ("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
+                    "--steps N stops after N optimiser steps")
 
 
 class NoJulia(Exception):
@@ -49,7 +51,17 @@ def seed_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected seeds like 1,2,3, got {text!r}") from None
     if not seeds or any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"expected seeds >= 0 like 1,2,3, got {text!r}")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"seed {twice[0]} is given twice in {text!r}; each seed is one run folder")
     return seeds
+
+
+def folder(text: str) -> str:
+    """A folder option: an empty value (an unset shell variable, say) would mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty string")
+    return text
 
 
 def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
@@ -63,7 +75,7 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="default mnist; mnist-t10k-split trains on the first 8,000 MNIST test images "
                         "and tests on the last 2,000")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data-dir", type=folder, default=None,
                    help="folder with the dataset files (default: $FLUXLENET_DATA, else a user cache folder; "
                         "missing files are downloaded)")
     p.add_argument("--train-size", type=positive_int, default=None, help="use the first N training samples")
@@ -81,7 +93,7 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
         p.add_argument("--epochs", type=positive_int, default=None,
                        help="train N whole epochs (replaces the sweep's epochs and any step budget it sets)")
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
-        p.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs)")
+        p.add_argument("--runs-dir", type=folder, default="runs", help="where run folders go (default: runs)")
     p.add_argument("--jobs", type=positive_int, default=1, help="backend runs at once, sharing the cores")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads of each backend run (default: the cores // --jobs; 1 with --executor ray)")
@@ -119,12 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda", dest="lambda_", type=float, default=d.lambda_,
                    help="L2 regularisation: Optimiser(WeightDecay(lambda), opt) when > 0 (default 0)")
     p.add_argument("--batchsize", type=int, default=d.batchsize, help=f"default {d.batchsize}")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
     p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     p.add_argument("--infotime", type=int, default=d.infotime, help="report every INFOTIME epochs (default 1)")
     p.add_argument("--checktime", type=int, default=d.checktime,
                    help="checkpoint every CHECKTIME epochs, 0 for none (default 5)")
-    p.add_argument("--savepath", default="runs/train", help="run folder (default runs/train)")
+    p.add_argument("--savepath", type=folder, default="runs/train", help="run folder (default runs/train)")
     p.add_argument("--optimizer", default=d.optimizer, help=f"default {d.optimizer}; see `list`")
     p.add_argument("--model", default=d.model, help=f"default {d.model}; see `list`")
     add_run_options(p, sweep=False)
@@ -134,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="download or check datasets")
     p.add_argument("action", choices=["fetch", "verify"])
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", default=None)
+    p.add_argument("--data-dir", type=folder, default=None)
 
     add_parity_parsers(sub)
     add_reproduce_parser(sub)
@@ -168,9 +180,10 @@ def add_parity_parsers(sub) -> None:
                                    "backend with itself in another runs folder: two torch runs with the same "
                                    "seed are held to be identical); `parity RUN_FOLDER --against OTHER_RUN_FOLDER` "
                                    "(two <run>/<backend>/ folders).")
-    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file (its runs under --runs-dir), a sweep "
-                                                  "folder, or a run folder (with --against)")
-    p.add_argument("--runs-dir", default="runs", help="where the sweep's run folders are (default: runs)")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file (its runs under --runs-dir), or a "
+                                                  "folder: a runs folder, a sweep folder, a run folder (such as "
+                                                  "a `train --savepath` folder)")
+    p.add_argument("--runs-dir", type=folder, default="runs", help="where the sweep's run folders are (default: runs)")
     p.add_argument("--against", metavar="DIR", default=None,
                    help="another runs folder holding the same sweep (or, for a run folder, another run folder)")
     p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None, help=tolerance_help)
@@ -183,8 +196,9 @@ def add_parity_parsers(sub) -> None:
                        description="Write runs/<sweep>/report.md and a self-contained report.html (plots "
                                    "embedded) with the PNG plots beside them: Flux, PyTorch and the published "
                                    "figures side by side, the differences, the verdicts, the environment.")
-    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file, or a sweep folder")
-    p.add_argument("--runs-dir", default="runs", help="where the sweep's run folders are (default: runs)")
+    p.add_argument("sweep", metavar="SWEEP", help="a sweep name or .toml file (its runs under --runs-dir), or a "
+                                                  "folder: a runs folder, a sweep folder, a run folder")
+    p.add_argument("--runs-dir", type=folder, default="runs", help="where the sweep's run folders are (default: runs)")
     p.add_argument("--tolerance", metavar="KEY=VALUE,...", default=None, help=tolerance_help)
     p.add_argument("--policy", metavar="FILE.toml", default=None, help="tolerances from a TOML file of key = value")
 
@@ -225,7 +239,9 @@ def overrides(args) -> dict:
     return {field: getattr(args, opt) for opt, field in names.items() if getattr(args, opt, None) is not None}
 
 
-def choose_backends(requested: str, echo) -> list[str]:
+def choose_backends(requested: str, notes: list[str]) -> list[str]:
+    """The backends to run; what the user should know about the choice goes into `notes`, said
+    once the inputs are known to be sound."""
     if requested == "torch":
         return ["torch"]
     from .julia_env import julia_status
@@ -236,8 +252,8 @@ def choose_backends(requested: str, echo) -> list[str]:
         return ["flux"]
     if requested == "both" or ready:
         return ["torch", "flux"]
-    echo(f"NOTE: Flux was not run: {reason}")
-    echo("NOTE: running PyTorch alone; its results are not a Flux comparison.")
+    notes.append(f"NOTE: Flux was not run: {reason}")
+    notes.append("NOTE: running PyTorch alone; its results are not a Flux comparison.")
     return ["torch"]
 
 
@@ -268,10 +284,16 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
             raise ConfigError("--device cuda: no CUDA device is available to torch here; use --device cpu")
 
 
-def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo) -> int:
+def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
+            announce: list[str]) -> int:
+    """Check the run folders and the inputs, then say `announce` and run what is not done.
+
+    A damaged run folder is named in one `error:` line and left as it is; the other runs go on
+    (exit code 2 at the end)."""
     import contextlib
 
     from . import runner
+    from .runlog import DamagedRun
     if args.executor == "ray":
         from .ray_executor import import_ray
         import_ray()  # without Ray: how to install it, before anything is read or written
@@ -283,12 +305,24 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
-        states = [runner.check_existing(task) for task in tasks]
+        states, damaged = [], {}
+        for task in tasks:
+            try:
+                states.append(runner.check_existing(task))
+            except DamagedRun as e:
+                states.append("damaged")
+                damaged[task.run_dir] = str(e)
         check_inputs(configs, echo)
+        for line in announce:
+            echo(line)
+        for error in damaged.values():
+            print(f"fluxlenet: error: {error}", file=sys.stderr, flush=True)
         todo = []
         for task, state in zip(tasks, states):
             if state == "done":
                 echo(f"--- {task.label}: already done in {task.run_dir}, skipped")
+            elif state == "damaged":
+                echo(f"--- {task.label}: {task.run_dir} is damaged (see the error), left as it is")
             else:
                 todo.append(task)
         if args.executor == "ray":
@@ -296,23 +330,30 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
             results = run_tasks_ray(todo, lock_dirs[0], address=args.ray_address, echo=echo)
         else:
             results = runner.run_tasks(todo, jobs=args.jobs, echo=echo)
-    print_summary(tasks, echo)
+    print_summary(tasks, echo, damaged)
     failed = len(results.get("failed", [])) + len(results.get("interrupted", []))
     if failed:
         echo(f"{failed} run(s) did not finish: the reason is in status.json and console.log (error.txt: the "
              f"traceback) of their folders; run the same command again to retry them.")
+    if damaged:
+        echo(f"{len(damaged)} run folder(s) damaged and left as they are: move them away (said on stderr), "
+             f"then run the same command again to redo those runs.")
+        return EXIT_USAGE
     return EXIT_FAILED if failed else 0
 
 
-def print_summary(tasks, echo) -> None:
-    from .runlog import read_log_rows, read_status
+def print_summary(tasks, echo, damaged=()) -> None:
+    from .runlog import DamagedRun, check_run_files
     echo("")
     valid = any(task.cfg.valid_size for task in tasks)  # a held-out split: its accuracy too
     echo(f"{'run':<14} {'seed':>4} {'backend':<7} {'status':<11} {'epoch':>5} {'train acc':>9} "
          + (f"{'valid acc':>9} " if valid else "") + f"{'test acc':>8} {'test loss':>9} {'s/epoch':>7}  folder")
     for task in tasks:
-        status = read_status(task.run_dir)["status"]
-        rows = read_log_rows(task.run_dir)
+        try:
+            status, rows = check_run_files(task.run_dir)
+            status = "damaged" if task.run_dir in damaged else status["status"]
+        except DamagedRun:
+            status, rows = "damaged", []
         last = rows[-1] if rows else {}
         secs = [r["seconds"] for r in rows if r.get("seconds") is not None]
 
@@ -351,8 +392,7 @@ def sweep_configs(sweep: sweeps.Sweep, args, seeds: list[int] | None = None) -> 
     changes = overrides(args)
     if args.epochs is not None:
         if args.steps is not None:
-            raise ConfigError("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
-                              "--steps N stops after N optimiser steps")
+            raise ConfigError(EPOCHS_AND_STEPS)
         changes["steps"] = None  # whole epochs, even where the sweep file sets a step budget
     configs = []
     for file_cfg in sweep.runs:
@@ -378,13 +418,15 @@ def cmd_sweep(args, echo) -> int:
     else:
         sweep = sweeps.load(args.sweep)
     configs = sweep_configs(sweep, args, args.seeds)
-    backends = choose_backends(args.backend, echo)
-    echo(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
-         f"backends: {', '.join(backends)}")
+    notes = []
+    backends = choose_backends(args.backend, notes)
+    notes.append(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
+                 f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
     if args.grid:
         write_grid_file(sweep.path, grid_doc)
-    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo)
+    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo,
+                   notes)
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -401,12 +443,22 @@ def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> Confi
 
 
 def cmd_train(args, echo) -> int:
-    values = {k: getattr(args, k) for k in ("eta", "lambda_", "batchsize", "epochs", "seed", "infotime",
-                                            "checktime", "optimizer", "model")}
-    cfg = RunConfig(sweep="train", run=Path(args.savepath).name, **values).replace(**overrides(args)).validate()
-    backends = choose_backends(args.backend, echo)
+    if args.epochs is not None and args.steps is not None:
+        raise ConfigError(EPOCHS_AND_STEPS)
     savepath = Path(args.savepath)
-    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo)
+    name = savepath.name  # the run is named after its folder
+    if name in ("", ".", ".."):
+        raise ConfigError(f"--savepath {args.savepath} names no folder of its own; give a new folder such as "
+                          f"runs/train (the run is named after it)")
+    if name_problem(name):
+        raise ConfigError(f"--savepath {args.savepath}: the run is named after its last folder, and {name!r} "
+                          f"{name_problem(name)}")
+    values = {k: getattr(args, k) for k in ("eta", "lambda_", "batchsize", "seed", "infotime",
+                                            "checktime", "optimizer", "model")}
+    cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
+    notes = []
+    backends = choose_backends(args.backend, notes)
+    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes)
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -456,9 +508,7 @@ def cmd_parity(args, echo) -> int:
     from parity import compare_folders, compare_sweep
     from parity.table import result_lines, step_lines
     policy = tolerance_policy(args)
-    if (Path(args.sweep) / "config.json").exists():
-        if not args.against:
-            raise ConfigError(f"{args.sweep} is a run folder: give the one to compare it with, --against OTHER_RUN_FOLDER")
+    if (Path(args.sweep) / "config.json").exists() and args.against:
         result = compare_folders(args.sweep, args.against, policy)
     else:
         result = compare_sweep(args.sweep, args.runs_dir, policy, against=args.against)
@@ -495,10 +545,12 @@ def cmd_reproduce(args, echo) -> int:
         seeds = args.seeds or list(target.seeds)
         configs = [cfg for name in names for cfg in sweep_configs(sweeps.load(name), args, seeds)]
         configs.sort(key=lambda c: c.seed)  # every run of a seed before the next seed: early figures for all runs
-        backends = choose_backends(args.backend, echo)
-        echo(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
-             f"backends: {', '.join(backends)}")
-        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / n for n in names], args, echo)
+        notes = []
+        backends = choose_backends(args.backend, notes)
+        notes.append(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
+                     f"backends: {', '.join(backends)}")
+        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / n for n in names], args, echo,
+                notes)
     written = reproduce.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():

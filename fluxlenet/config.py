@@ -14,6 +14,13 @@ PRECISIONS = ("float32", "float64")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-t10k-split")
 DEVICES = ("cpu", "cuda")
 
+# Upper bounds of the whole-number settings: far beyond any real run, low enough that a typo
+# (an extra digit, 1e20) is said at once instead of overflowing somewhere in a backend.
+LIMITS = {"epochs": 100_000, "steps": 1_000_000_000, "batchsize": 1_000_000, "infotime": 100_000,
+          "checktime": 100_000, "seed": 2**32 - 1, "train_size": 1_000_000_000, "test_size": 1_000_000_000,
+          "valid_size": 1_000_000_000, "trace_steps": 10_000_000, "threads": 4096, "milestones": 100_000}
+NAME_MAX = 100  # characters of a run or sweep name (a folder name, with "-seed<N>" after it)
+
 
 class ConfigError(ValueError):
     """A user's setting that cannot run: one line, said before any training."""
@@ -21,6 +28,21 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: str | None = None):
         super().__init__(message)
         self.key = key  # the setting at fault, so a sweep file can point at its line
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot be a run or sweep name (one folder of the runs tree), or None when it can."""
+    if not isinstance(name, str) or not name:
+        return "is empty" if name == "" else "must be a string (text in quotes)"
+    if name in (".", "..") or name.startswith("."):
+        return "must not start with a dot (a hidden folder, or a step up out of the runs folder)"
+    if "/" in name or "\\" in name:
+        return "must not contain / or \\ (it becomes one folder, not a path)"
+    if not name.isprintable() or name != name.strip():
+        return "must be printable, without control characters or spaces at either end"
+    if len(name) > NAME_MAX:
+        return f"is longer than {NAME_MAX} characters"
+    return None
 
 
 @dataclass
@@ -97,6 +119,10 @@ class RunConfig:
             if not ok:
                 raise ConfigError(f"run {self.run!r}: {message}")
 
+        for what, name in (("sweep name", self.sweep), ("run name", self.run)):
+            problem = name_problem(name)
+            if problem:
+                raise ConfigError(f"{what} {name!r} {problem}")
         need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         need(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
@@ -122,6 +148,14 @@ class RunConfig:
         need(self.valid_size >= 0, f"valid_size must be >= 0, not {self.valid_size}")
         need(self.trace_steps >= 0, f"trace_steps must be >= 0, not {self.trace_steps}")
         need(self.threads is None or self.threads >= 1, f"threads must be >= 1, not {self.threads}")
+        need(all(math.isfinite(x) for x in (self.rho, self.warmup_epochs, self.gamma)),
+             "momentum, warmup_epochs and gamma must be finite numbers")
+        for key, limit in LIMITS.items():
+            values = getattr(self, key)
+            for value in values if isinstance(values, list) else [values]:
+                need(value is None or value <= limit, f"{key} must be at most {limit:,}, not {value}")
+        need(self.warmup_epochs <= LIMITS["epochs"], f"warmup_epochs must be at most {LIMITS['epochs']:,}, "
+                                                     f"not {self.warmup_epochs}")
         return self
 
     # -- what the backends receive ------------------------------------------------
@@ -157,6 +191,13 @@ class RunConfig:
         for key in ("data_dir", "device", "threads", "trace_steps"):
             d.pop(key)
         return d
+
+    def differences(self, stored: dict) -> list[str]:
+        """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
+        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self."""
+        names = set(self.field_names())
+        there = RunConfig(**{k: v for k, v in stored.items() if k in names}).semantic_dict()
+        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items() if there[k] != v]
 
 
 def _coerce(name: str, value, where: str):

@@ -31,6 +31,7 @@ import http.client
 import io
 import os
 import pickle
+import re
 import sys
 import tarfile
 import time
@@ -99,6 +100,25 @@ MD5 = {
     "cifar10": {CIFAR_TARBALL: "c58f30108f718f92721af3b95e74349a"},
 }
 
+# The data must be what the run says it is (it is recorded as such, and parity compares with the
+# published figures by it). Samples per split as distributed: no split may hold more, and a
+# split of the other's size is a swap.
+SPLIT_COUNTS = {"mnist": (60000, 10000), "fashion-mnist": (60000, 10000), "cifar10": (50000, 10000)}
+LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+# The IDX files as distributed, known by the sha256 of their decompressed bytes (first 16 hex
+# digits; re-compressed copies have the same): the content says which dataset and file it is.
+KNOWN_IDX = {
+    "ba891046e6505d7a": ("mnist", "train-images-idx3-ubyte.gz"),
+    "65a50cbbf4e906d7": ("mnist", "train-labels-idx1-ubyte.gz"),
+    "0fa7898d509279e4": ("mnist", "t10k-images-idx3-ubyte.gz"),
+    "ff7bcfd416de3373": ("mnist", "t10k-labels-idx1-ubyte.gz"),
+    "c59f468a2f672dc8": ("fashion-mnist", "train-images-idx3-ubyte.gz"),
+    "bad3541b69d91243": ("fashion-mnist", "train-labels-idx1-ubyte.gz"),
+    "5b4141f0afbad91e": ("fashion-mnist", "t10k-images-idx3-ubyte.gz"),
+    "0402a96d92fd2663": ("fashion-mnist", "t10k-labels-idx1-ubyte.gz"),
+}
+_KNOWN_IDX_SIZES = {16 + 60000 * 784, 16 + 10000 * 784, 8 + 60000, 8 + 10000}  # only these are hashed
+
 MIRROR_ENV = "FLUXLENET_MIRROR"
 DATA_ENV = "FLUXLENET_DATA"
 TRIES = 3            # per mirror
@@ -153,18 +173,24 @@ def _source(name: str) -> str:
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The root: explicit data_dir, else $FLUXLENET_DATA, else the user cache dir."""
     if data_dir is not None and str(data_dir) != "":
-        return Path(data_dir).expanduser()
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-    return Path(platformdirs.user_cache_dir("fluxlenet"))
+        root = Path(data_dir).expanduser()
+    elif os.environ.get(DATA_ENV):
+        root = Path(os.environ[DATA_ENV]).expanduser()
+    else:
+        import platformdirs
+        root = Path(platformdirs.user_cache_dir("fluxlenet"))
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; --data-dir (or ${DATA_ENV}) names the folder that "
+                        f"holds the dataset files")
+    return root
 
 
 def _present(folder: Path, filename: str) -> Path | None:
-    """The file as stored: `filename`, its uncompressed twin (no .gz), or CIFAR's extracted folder."""
+    """The file as stored: `filename`, its uncompressed twin (no .gz), or CIFAR's extracted folder.
+    Something else under the name (a directory) counts as present, so that its check names it
+    instead of a download going over it."""
     path = folder / filename
-    if path.is_file():
+    if path.exists():
         return path
     if filename == CIFAR_TARBALL:
         extracted = folder / CIFAR_FOLDER
@@ -181,6 +207,8 @@ def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     sub = root / FOLDER[source]
     if sub.is_dir():
         return sub
+    if sub.exists():
+        raise DataError(f"{sub} is a file, not the folder of the {name} files; move it away")
     if any(_present(root, f) for f in FILES[name]):
         return root
     return sub
@@ -200,21 +228,54 @@ def _redo_hint(name: str, data_dir) -> str:
 # -- readers ---------------------------------------------------------------------------
 
 class _Bad(Exception):
-    """A file that is not what it should be; turned into a one-line DataError by the caller."""
+    """A file that is not what it should be; turned into a one-line DataError by the caller.
+    `hint`: what to do, where it is not the caller's usual "replace the file"."""
 
-    def __init__(self, path, what: str):
+    def __init__(self, path, what: str, hint: str | None = None):
         what = " ".join(what.split())  # one line, whatever the underlying error said
         super().__init__(f"{path}: {what}")
-        self.path, self.what = Path(path), what
+        self.path, self.what, self.hint = Path(path), what, hint
 
 
 def _error(bad: _Bad, hint: str) -> DataError:
-    return DataError(f"{bad.path}: {bad.what}; {hint}")
+    return DataError(f"{bad.path}: {bad.what}; {bad.hint or hint}")
+
+
+def _count_problem(expect: tuple[str, str], count: int) -> str | None:
+    """Why a file of `count` samples cannot be `expect` = (source, filename), by the counts as distributed."""
+    source, filename = expect
+    train, test = SPLIT_COUNTS[source]
+    own, other, split, other_split = (train, test, "training", "test") if filename.startswith("train") \
+        else (test, train, "test", "training")
+    if count <= own:
+        return None  # a subset, or a small dataset of the same format: only its structure is checked
+    label = LABELS[source]
+    if count == other:
+        return (f"holds {count:,} samples, as many as the {label} {other_split} set, where its {split} set has "
+                f"{own:,}: the train and test files are swapped or misnamed")
+    return f"holds {count:,} samples, more than the {own:,} of the {label} {split} set"
+
+
+def _identify(path: Path, raw: bytes, expect: tuple[str, str]) -> None:
+    """Refuse a file known by its content that is not `expect` = (source, filename)."""
+    if len(raw) not in _KNOWN_IDX_SIZES:
+        return
+    known = KNOWN_IDX.get(hashlib.sha256(raw).hexdigest()[:16])
+    if known is None or known == expect:
+        return
+    (source, filename), (want_source, want_filename) = known, expect
+    if source != want_source:
+        raise _Bad(path, f"is {LABELS[source]}'s {filename} (known by its content), not {LABELS[want_source]}'s",
+                   f"give --dataset {source}, or point --data-dir at the {LABELS[want_source]} files")
+    raise _Bad(path, f"is {LABELS[source]}'s {filename} (known by its content), not its {want_filename}",
+               "the files are swapped or misnamed: give each its own name")
 
 
 def _read_bytes(path: Path) -> bytes:
     """The file's IDX bytes, gunzipped if it is gzip (sniffed, not by name: browsers often
     gunzip a download and keep the .gz name)."""
+    if path.is_dir():
+        raise _Bad(path, "is a directory, not a file", "move it away and put the file there")
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -229,8 +290,9 @@ def _read_bytes(path: Path) -> bytes:
         raise _Bad(path, f"is not valid gzip data ({e})") from None
 
 
-def _load_idx(path: Path, kind: str) -> np.ndarray:
-    """Check an IDX file and return it as uint8: (N, 28, 28) images or (N,) labels."""
+def _load_idx(path: Path, kind: str, expect: tuple[str, str] | None = None) -> np.ndarray:
+    """Check an IDX file and return it as uint8: (N, 28, 28) images or (N,) labels. expect: the
+    (source, filename) it should be, refused when its content is another known file."""
     raw = _read_bytes(path)
     magic, ndims = (2051, 3) if kind == "images" else (2049, 1)
     header = 4 + 4 * ndims
@@ -249,6 +311,11 @@ def _load_idx(path: Path, kind: str) -> np.ndarray:
     arr = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
     if kind == "labels" and arr.size and arr.max() >= NCLASSES:
         raise _Bad(path, f"has a label {int(arr.max())}, labels must be 0..9")
+    if expect is not None:  # what the run will say it trained on
+        _identify(path, raw, expect)
+        problem = _count_problem(expect, dims[0])
+        if problem:
+            raise _Bad(path, problem, "give each file its own name" if "swapped" in problem else None)
     return arr
 
 
@@ -287,8 +354,9 @@ class _BatchUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _parse_cifar_batch(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (10000, 3, 32, 32) and int64 (10000,) from one pickled batch; ValueError if wrong."""
+def _parse_cifar_batch(blob: bytes, member: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (10000, 3, 32, 32) and int64 (10000,) from one pickled batch; ValueError if wrong,
+    or if its batch_label names another batch than `member` (the originals say which they are)."""
     try:
         batch = _BatchUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except Exception as e:  # garbage makes pickle raise almost anything
@@ -307,6 +375,12 @@ def _parse_cifar_batch(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"has {labels.size} labels, expected 10000")
     if labels.min() < 0 or labels.max() >= NCLASSES:
         raise ValueError("has labels outside 0..9")
+    said = batch.get(b"batch_label")
+    said = said.decode("ascii", "replace") if isinstance(said, bytes) else str(said)
+    if member is not None and re.fullmatch(r"(training|testing) batch \d+ of \d+", said):
+        expected = "testing batch 1 of 1" if member == CIFAR_TEST_BATCH else f"training batch {member[-1]} of 5"
+        if said != expected:
+            raise ValueError(f"is the {said!r}, not the {expected!r}: the batches are swapped or misnamed")
     return data.reshape(10000, 3, 32, 32), labels
 
 
@@ -314,13 +388,15 @@ def _load_cifar(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{batch name: (x uint8, y)} from the tarball or the extracted folder."""
     wanted = CIFAR_TRAIN_BATCHES + (CIFAR_TEST_BATCH,)
     found = {}
+    if path.is_dir() and path.name != CIFAR_FOLDER:
+        raise _Bad(path, "is a directory, not the CIFAR-10 archive", "move it away and put the file there")
     if path.is_dir():
         for member in wanted:
             file = path / member
             if not file.is_file():
                 raise _Bad(file, "is missing from the extracted CIFAR-10 folder")
             try:
-                found[member] = _parse_cifar_batch(file.read_bytes())
+                found[member] = _parse_cifar_batch(file.read_bytes(), member)
             except ValueError as e:
                 raise _Bad(file, str(e)) from None
             except OSError as e:
@@ -336,7 +412,7 @@ def _load_cifar(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                     continue
                 blob = tar.extractfile(info).read()
                 try:
-                    found[base] = _parse_cifar_batch(blob)
+                    found[base] = _parse_cifar_batch(blob, base)
                 except ValueError as e:
                     raise _Bad(path, f"member {member} {e}") from None
     except EOFError:
@@ -369,12 +445,12 @@ def _cifar_arrays(batches, to_float: bool = True):
     return train_x, train_y, test_x, test_y
 
 
-def _check_file(path: Path, filename: str) -> int:
-    """Validate one present file (raises _Bad); returns its sample count (CIFAR: 60000)."""
+def _check_file(path: Path, filename: str, source: str) -> int:
+    """Validate one present file of `source` (raises _Bad); returns its sample count (CIFAR: 60000)."""
     if filename == CIFAR_TARBALL:
         _load_cifar(path)
         return 60000
-    return len(_load_idx(path, "images" if "images" in filename else "labels"))
+    return len(_load_idx(path, "images" if "images" in filename else "labels", (source, filename)))
 
 
 # -- download --------------------------------------------------------------------------
@@ -470,10 +546,10 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[tuple[s
             continue
         paths[filename] = path
         try:
-            counts[filename] = _check_file(path, filename)
+            counts[filename] = _check_file(path, filename, SOURCE[name])
             report[filename] = (str(path), "ok")
         except _Bad as e:
-            report[filename] = (str(e.path), e.what)
+            report[filename] = (str(e.path), e.what + (f"; {e.hint}" if e.hint else ""))
     for bad in _pair_problems(paths, counts):
         filename = next(f for f, p in paths.items() if p == bad.path)
         report[filename] = (str(bad.path), bad.what)
@@ -503,7 +579,7 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, progress: bool =
             hint = "the download is damaged; delete it and fetch again"
         paths[filename] = path
         try:
-            counts[filename] = _check_file(path, filename)
+            counts[filename] = _check_file(path, filename, source)
         except _Bad as e:
             raise _error(e, hint) from None
     for bad in _pair_problems(paths, counts):
@@ -546,7 +622,8 @@ def _load_raw(name: str, paths: dict[str, Path]):
         return _cifar_arrays(_load_cifar(paths[CIFAR_TARBALL]), to_float=False)
 
     def pair(images, labels):
-        x, y = _load_idx(paths[images], "images"), _load_idx(paths[labels], "labels")
+        x = _load_idx(paths[images], "images", (SOURCE[name], images))
+        y = _load_idx(paths[labels], "labels", (SOURCE[name], labels))
         if len(x) != len(y):
             raise _Bad(paths[labels], f"has {len(y)} labels but {paths[images].name} has {len(x)} images")
         return x.reshape(len(x), 1, 28, 28), y.astype(np.int64)

@@ -22,6 +22,7 @@ import json
 import math
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ from parity.compare import BACKEND_NAMES, PUBLISHED_WORDS, SweepResult, fmt, see
 from parity.policy import Policy
 
 from . import optim_spec
-from .fsutil import atomic_path, atomic_write_text
+from .config import ConfigError
+from .fsutil import atomic_path, atomic_write_text, check_writable
 
 SIDE_COLOURS = {"flux": "#9558b2", "torch": "#ee4c2c"}   # Julia purple, PyTorch orange
 PUBLISHED_COLOUR = "black"
@@ -126,6 +128,10 @@ def summary_rows(result: SweepResult, sides: list[str]) -> tuple[list[str], list
     return header, rows
 
 
+def _figure(x: float | None, digits: int) -> str:
+    return "NaN" if x is not None and math.isnan(x) else fmt(x, digits)
+
+
 def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
     header = ["run", "seeds", "compared", "policy", "epochs", "max |d| test acc", "max |d| test loss",
               "steps traced", "verdict", "first break / note"]
@@ -135,7 +141,7 @@ def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
         acc, loss = check.max_abs("test_acc"), check.max_abs("test_loss")
         why = "; ".join(check.messages()) or "; ".join(check.notes)
         rows.append([check.run, ",".join(map(str, check.seeds)), f"{side_name(check.a)} vs {side_name(check.b)}",
-                     check.kind or "–", epochs, fmt(acc, 3), fmt(loss, 3),
+                     check.kind or "–", epochs, _figure(acc, 3), _figure(loss, 3),
                      "–" if check.steps is None else str(len(check.steps)),
                      PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS_WORDS[check.status], why])
     return header, rows
@@ -475,6 +481,14 @@ def plot_traces(result: SweepResult, path: Path) -> Path | None:
 def make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
     import matplotlib
     matplotlib.use("Agg")
+    with warnings.catch_warnings():
+        # a run name in a script the font lacks (CJK, say) is drawn as boxes; matplotlib would also
+        # print a warning with a source line for every such glyph
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+        return _make_plots(result, folder)
+
+
+def _make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
     name = result.name
     plots = {"test accuracy per epoch": plot_curves(result, "test_acc", f"{name}: test accuracy per epoch",
                                                     folder / "test-accuracy.png"),
@@ -682,6 +696,11 @@ def write_report(target: str, runs_dir: str | Path = "runs", policy: Policy | No
     """Compare the sweep's runs and write report.md, report.html and the plots into its run folder."""
     result = compare_sweep(target, runs_dir, policy)
     folder = result.sweep_dir
+    try:
+        check_writable(folder)
+    except OSError as e:
+        raise ConfigError(f"cannot write the report into {folder} ({e.strerror or e}); the report goes beside "
+                          f"the runs: copy that folder somewhere writable and report on the copy") from None
     plots = make_plots(result, folder)
     blocks = build_blocks(result, plots)
     atomic_write_text(folder / "report.md", to_markdown(blocks, folder))

@@ -41,9 +41,11 @@ def lock_run(run_dir: Path, wait_s: float = LOCK_WAIT_S):
 def run_is_busy(run_dir: Path) -> bool:
     """Whether a live process (a worker) holds `run_dir`'s lock now."""
     path = Path(run_dir) / RUN_LOCK
-    if not path.exists():
+    try:
+        f = open(path)  # read-only: a reader of someone else's runs may not write there
+    except OSError:
         return False
-    with open(path, "a+") as f:
+    with f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import shutil
 import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
+from .config import ConfigError
 from .fsutil import TMP_SUFFIX, atomic_write_json, atomic_write_text, read_json
 
 LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
@@ -45,24 +49,82 @@ def epoch_line(epoch: int, train: dict, test: dict, valid: dict | None = None) -
     return "   ".join(parts)
 
 
+class DamagedRun(ConfigError):
+    """A file of a run folder that is not what it should be (edited, cut short, garbage): the
+    message is one line naming the file, what is wrong and what to do."""
+
+
+def damaged(path: Path, what: str, advice: str | None = None) -> DamagedRun:
+    folder = path.parent
+    advice = advice or f"move the run folder {folder} away (a rerun of its sweep then runs it afresh)"
+    return DamagedRun(f"{path}: {what}; {advice}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise damaged(path, "is a directory, not a file") from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise damaged(path, f"line {line} is not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
+    except OSError as e:
+        raise damaged(path, f"cannot be read ({e.strerror or e})") from None
+
+
+def _csv_rows(path: Path, required: list[str], torn_tail: bool = False):
+    """(line number, {column: text}) for each data line of a CSV file we wrote; raises DamagedRun.
+    torn_tail: a last line without its newline is a write cut short (trace.csv is appended to): skipped."""
+    text = _read_text(path)
+    lines = text.splitlines(keepends=True)
+    if torn_tail and lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        if any(column not in header for column in required):
+            raise damaged(path, f"line 1 is not the header ({','.join(required)},...)")
+        for values in reader:
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise damaged(path, f"line {reader.line_num} has {len(values)} fields, the header {len(header)}")
+            yield reader.line_num, dict(zip(header, (v.strip() for v in values)))
+    except csv.Error as e:
+        raise damaged(path, f"line {reader.line_num} is not CSV ({e})") from None
+
+
+def _number(path: Path, line: int, column: str, text: str, kind=float):
+    try:
+        return kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise damaged(path, f"line {line}: {column} {text[:40]!r} is not {what}") from None
+
+
 def read_log_rows(run_dir: str | Path) -> list[dict]:
-    """Rows of log.csv as dicts of floats (epoch as int; empty cells as None)."""
+    """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); DamagedRun names
+    the line of a file that is not one we wrote."""
     path = Path(run_dir) / "log.csv"
     if not path.exists():
         return []
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for raw in csv.DictReader(f):
-            row = {}
-            for key in LOG_COLUMNS:
-                value = raw.get(key, "")
-                if key == "status":
-                    row[key] = value
-                elif key == "epoch":
-                    row[key] = int(value)
-                else:
-                    row[key] = float(value) if value != "" else None
-            rows.append(row)
+    for line, raw in _csv_rows(path, ["epoch"]):
+        row = {}
+        for key in LOG_COLUMNS:
+            value = raw.get(key, "")
+            if key == "status":
+                row[key] = value
+            elif key == "epoch":
+                row[key] = _number(path, line, key, value, int)
+            else:
+                row[key] = _number(path, line, key, value) if value != "" else None
+        if row["epoch"] < 0 or (rows and row["epoch"] <= rows[-1]["epoch"]):
+            raise damaged(path, f"line {line}: epoch {row['epoch']} does not follow "
+                                f"{'epoch ' + str(rows[-1]['epoch']) if rows else 'the header'}")
+        rows.append(row)
     return rows
 
 
@@ -74,14 +136,24 @@ def _trace_line(row: dict) -> str:
     return f"{row['step']},{row['loss']!r},{checksum}\n"
 
 
+def read_trace_file(path: str | Path) -> list[dict]:
+    """A trace.csv as rows {step, loss, checksum}; DamagedRun names a line that is not one we wrote."""
+    path = Path(path)
+    rows = []
+    for line, raw in _csv_rows(path, ["step", "loss", "checksum"], torn_tail=True):
+        step = _number(path, line, "step", raw["step"], int)
+        if step < 1 or (rows and step <= rows[-1]["step"]):
+            raise damaged(path, f"line {line}: step {step} does not follow "
+                                f"{'step ' + str(rows[-1]['step']) if rows else 'the header'}")
+        rows.append({"step": step, "loss": _number(path, line, "loss", raw["loss"]),
+                     "checksum": _number(path, line, "checksum", raw["checksum"]) if raw["checksum"] else None})
+    return rows
+
+
 def read_trace_rows(run_dir: str | Path) -> list[dict]:
     """trace.csv as rows {step, loss, checksum}; [] when absent."""
     path = Path(run_dir) / "trace.csv"
-    if not path.exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [{"step": int(r["step"]), "loss": float(r["loss"]),
-                 "checksum": float(r["checksum"]) if r["checksum"] else None} for r in csv.DictReader(f)]
+    return read_trace_file(path) if path.exists() else []
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -99,6 +171,89 @@ def read_status(run_dir: str | Path) -> dict:
     return {"status": "unknown", "reason": f"{path} is unreadable"}
 
 
+def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
+    """status.json and log.csv of a run, checked against each other (and trace.csv read): raises
+    DamagedRun for a file that cannot be read, or a finished run whose log does not end where
+    status.json says it did (a log cut short would report the wrong final figures)."""
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        if (run_dir / name).is_dir():
+            raise damaged(run_dir / name, "is a directory, not a file")
+    status = read_status(run_dir)
+    rows = read_log_rows(run_dir)
+    read_trace_rows(run_dir)
+    last = status.get("last_epoch")
+    logged = rows[-1]["epoch"] if rows else None
+    if status["status"] in FINAL_STATES and isinstance(last, int) and logged != last:
+        ends = f"ends at epoch {logged}" if rows else "holds no epochs"
+        raise damaged(run_dir / "log.csv", f"{ends}, but status.json says the run {status['status']} at epoch "
+                                           f"{last} (the file was cut short or edited)")
+    return status, rows
+
+
+# -- checkpoints -------------------------------------------------------------------------
+#
+# checkpoint.json holds the settings of the checkpoints in its folder: a worker writes it before
+# training, so a checkpoint (model.pt; model.bson and optimiser.bson for Flux) is never older
+# than it. A resume compares it with the settings asked for, also when config.json is gone.
+
+CHECKPOINT_SETTINGS = "checkpoint.json"
+CHECKPOINTS = ("model.pt", "model.bson", "optimiser.bson")
+RUN_FILES = ("config.json", "status.json", "log.csv", "trace.csv", "console.log", "error.txt",
+             CHECKPOINT_SETTINGS) + CHECKPOINTS
+
+
+def checkpoint_files(run_dir: str | Path) -> list[Path]:
+    return [Path(run_dir) / name for name in CHECKPOINTS if (Path(run_dir) / name).exists()]
+
+
+def write_checkpoint_settings(run_dir: str | Path, config: dict) -> None:
+    atomic_write_json(Path(run_dir) / CHECKPOINT_SETTINGS, {"config": config})
+
+
+def read_config_file(path: str | Path) -> dict:
+    """config.json or checkpoint.json as a dict whose "config" is a dict; DamagedRun when it is not."""
+    path = Path(path)
+    try:
+        doc = json.loads(_read_text(path))
+        if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+            return doc
+    except ValueError:
+        pass
+    raise damaged(path, "is not a fluxlenet run config (JSON with the run's settings)")
+
+
+def stored_config(path: str | Path) -> dict:
+    """The RunConfig fields stored in config.json or checkpoint.json; DamagedRun when unreadable."""
+    return read_config_file(path)["config"]
+
+
+def check_checkpoint(path: Path) -> None:
+    """A structural check of a checkpoint file, without torch or Julia: model.pt is a zip archive
+    whose members pass their CRC; a .bson file is as long as its header says. Raises DamagedRun."""
+    advice = f"delete it to start that run afresh (or move the run folder {path.parent} away)"
+    if path.is_dir():
+        raise damaged(path, "is a directory, not a checkpoint", advice)
+    try:
+        if path.suffix == ".pt":
+            if not zipfile.is_zipfile(path):
+                raise damaged(path, "is not a torch checkpoint (not a zip archive; cut short or overwritten)",
+                              advice)
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise damaged(path, f"is corrupt (member {bad} fails its CRC check)", advice)
+                if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                    raise damaged(path, "is not a torch checkpoint (no data.pkl inside)", advice)
+        else:
+            blob = path.read_bytes()
+            if len(blob) < 5 or int.from_bytes(blob[:4], "little") != len(blob) or blob[-1] != 0:
+                raise damaged(path, f"is not a BSON document ({len(blob)} bytes; cut short or overwritten)",
+                              advice)
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise damaged(path, f"cannot be read as a checkpoint ({getattr(e, 'strerror', None) or e})", advice) from None
+
+
 class RunLog:
     """Writer for one run directory (`runs/<sweep>/<run>/<backend>/`)."""
 
@@ -107,8 +262,8 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
         self.rows = read_log_rows(self.dir)
-        console = self.dir / "console.log"
-        self.console = console.read_text(encoding="utf-8").splitlines() if console.exists() else []
+        console = self.dir / "console.log"  # a transcript: a damaged byte in it is kept as U+FFFD
+        self.console = console.read_text(encoding="utf-8", errors="replace").splitlines() if console.exists() else []
         self.trace = read_trace_rows(self.dir)
         self._tb = None
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .fsutil import check_writable, read_json
-from .runlog import FINAL_STATES, read_status
+from .fsutil import check_writable
 from .rundir import run_is_busy, write_config
+from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
+                     damaged, read_status, stored_config)
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -67,21 +68,33 @@ def git_commit() -> str | None:
 
 
 def check_existing(task: Task) -> str:
-    """"new", "done" (finished or diverged: skip) or "resume"; ConfigError if the folder holds another run."""
-    config_path = task.run_dir / "config.json"
-    if not config_path.exists():
+    """"new", "done" (finished or diverged: skip) or "resume". ConfigError if the folder holds a run
+    with other settings (by config.json, or by checkpoint.json when config.json is gone); DamagedRun
+    if a file of the run cannot be read, or a checkpoint's settings are unknown."""
+    run_dir = task.run_dir
+    for folder in (run_dir.parent, run_dir):
+        if folder.exists() and not folder.is_dir():
+            raise damaged(folder, "is a file where the run folder should be", "move it away")
+    settings = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
+    for path in settings:
+        diff = task.cfg.differences(stored_config(path))
+        if diff:
+            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
+                              f"use another folder (--runs-dir; --savepath for train) or remove that one")
+    if not settings:
+        leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
+        if leftovers:
+            name = leftovers[0].name
+            raise damaged(run_dir, f"holds {name} but neither config.json nor {CHECKPOINT_SETTINGS}, so the "
+                                   f"settings it was trained with are unknown",
+                          f"move that folder away (or delete {name}) to start the run afresh")
         return "new"
-    try:
-        stored = RunConfig(**read_json(config_path)["config"]).semantic_dict()
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{config_path} is not a fluxlenet run config; move it away or use another folder "
-                          "(--runs-dir; --savepath for train)")
-    wanted = task.cfg.semantic_dict()
-    if stored != wanted:
-        diff = ", ".join(f"{k} {stored.get(k)!r} there, {v!r} now" for k, v in wanted.items() if stored.get(k) != v)
-        raise ConfigError(f"{task.run_dir} holds a run with other settings ({diff}); "
-                          f"use another folder (--runs-dir; --savepath for train) or remove that one")
-    return "done" if read_status(task.run_dir)["status"] in FINAL_STATES else "resume"
+    status, _ = check_run_files(run_dir)
+    if status["status"] in FINAL_STATES:
+        return "done"
+    for path in checkpoint_files(run_dir):
+        check_checkpoint(path)
+    return "resume"
 
 
 class SweepLock:

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, name_problem
 
 SWEEP_DIR = Path(__file__).parent / "sweep_files"
 TOP_KEYS = {"description", "base", "runs", "published"}
@@ -45,6 +45,10 @@ def builtin_names() -> list[str]:
 def find(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"sweep file {path} is a directory, not a file; give the .toml file inside it")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"sweep file {path} is not a regular file")
         if not path.is_file():
             raise ConfigError(f"sweep file {path} does not exist")
         return path
@@ -62,6 +66,10 @@ def load(name_or_path: str) -> Sweep:
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"sweep file {path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise ConfigError(f"sweep file {path}: not valid TOML: not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                          f"on line {line})") from None
     except OSError as e:
         raise ConfigError(f"sweep file {path}: cannot be read: {e.strerror}") from None
     return from_document(doc, path, where=f"sweep file {path}: ")
@@ -69,6 +77,9 @@ def load(name_or_path: str) -> Sweep:
 
 def from_document(doc: dict, path: Path, where: str) -> Sweep:
     """The sweep of a parsed sweep file (`path` names it; errors start with `where`)."""
+    problem = name_problem(path.stem)
+    if problem:
+        raise ConfigError(f"{where}the sweep is named after the file, and {path.stem!r} {problem}; rename the file")
     unknown = set(doc) - TOP_KEYS
     if unknown:
         raise ConfigError(f"{where}unknown top-level key {sorted(unknown)[0]!r}; expected {', '.join(sorted(TOP_KEYS))}")
@@ -81,7 +92,12 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
     configs, names = [], set()
     for i, run in enumerate(runs, 1):
         run = dict(run)
-        name = str(run.pop("name", f"run{i}"))
+        given = run.pop("name", f"run{i}")
+        name = str(given) if isinstance(given, (int, float)) and not isinstance(given, bool) else given  # 1e-3
+        problem = name_problem(name)
+        if problem:
+            line = _line_of(path, "name", given) if path.is_file() else None
+            raise ConfigError(f"{where}run name {name!r} {problem}" + (f" (line {line})" if line else ""))
         if name in names:
             raise ConfigError(f"{where}two runs are named {name!r}")
         names.add(name)
@@ -135,11 +151,19 @@ def grid_document(pairs: list[str], base: Sweep | None = None) -> dict:
             "base": base_table, "runs": runs}
 
 
-def _line_of(path: Path, key: str | None) -> int | None:
-    """The first line of the file that sets `key`, to point the user at it."""
+def _line_of(path: Path, key: str | None, value=None) -> int | None:
+    """The first line of the file that sets `key` (to `value`, when given), to point the user at it."""
     if not key:
         return None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.split("=", 1)[0].strip().strip('"') == key and "=" in line:
-            return number
+            if value is None or _value_of(line) == value:
+                return number
     return None
+
+
+def _value_of(line: str):
+    try:
+        return next(iter(tomllib.loads(line).values()))
+    except (tomllib.TOMLDecodeError, StopIteration):
+        return None

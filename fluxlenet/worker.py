@@ -51,6 +51,19 @@ def backend_module(backend: str):
     return torch_backend
 
 
+def _claim_checkpoints(run_dir: Path, cfg) -> None:
+    """Record the run's settings in checkpoint.json before any checkpoint is written (the sweep
+    process has already refused a folder whose checkpoints were trained with other settings;
+    this is the last line of that defence)."""
+    from .config import ConfigError
+    from .runlog import CHECKPOINT_SETTINGS, stored_config, write_checkpoint_settings
+    path = run_dir / CHECKPOINT_SETTINGS
+    if path.exists() and cfg.differences(stored_config(path)):
+        raise ConfigError(f"{run_dir} holds checkpoints trained with other settings "
+                          f"({', '.join(cfg.differences(stored_config(path)))}); use another folder or remove that one")
+    write_checkpoint_settings(run_dir, cfg.to_dict())
+
+
 def _die_with_parent(parent_pid: int) -> None:
     """Make sure this process ends when the sweep process does (even by SIGKILL)."""
     if sys.platform.startswith("linux"):
@@ -149,6 +162,7 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         from .config import RunConfig
         cfg = RunConfig(**config)
+        _claim_checkpoints(run_dir, cfg)
         faults.point("start", None, cfg.run)
         data = _dataset(cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
         write_config(log.dir, cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
@@ -200,6 +214,7 @@ def serve(backend: str, conn, parent_pid: int | None = None, threads: int | None
 
 def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
     """Record why the run stopped (interrupted or failed); returns the exit code."""
+    from .config import ConfigError
     from .data import DataError
     text = f"{type(e).__name__}: {e}".strip()
     # Julia turns a signal into an InterruptException, which reaches Python as a JuliaError.
@@ -209,7 +224,7 @@ def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
         line = "Run stopped; run the same command again to resume from the last checkpoint"
     else:
         state, code = "failed", 1
-        reason = str(e) if isinstance(e, DataError) else text
+        reason = str(e) if isinstance(e, (DataError, ConfigError)) else text  # ours: one line that says it all
         first = reason.splitlines()[0] if reason else type(e).__name__
         line = f"Run failed: {first}"
         try:

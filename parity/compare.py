@@ -24,7 +24,7 @@ from fluxlenet.config import ConfigError
 from . import published as published_figures
 from . import reproduction
 from .policy import Policy
-from .runs import RunFiles, load_run, load_sweep_dir
+from .runs import Damaged, RunFiles, load_run, load_sweep_dir, run_depth
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "valid_acc", "valid_loss")
 BACKENDS = ("flux", "torch")
@@ -78,9 +78,10 @@ class Check:
             "seeds " + ",".join(map(str, self.seeds))
 
     def max_abs(self, metric: str) -> float | None:
-        if self.diffs is None or metric not in self.diffs or self.diffs[metric].dropna().empty:
+        """The largest |a - b| of `metric`; NaN when one side is NaN at some epoch (a diverged run)."""
+        if self.diffs is None or metric not in self.diffs or self.diffs[metric].isna().all():
             return None
-        return float(self.diffs[metric].abs().max())
+        return float(self.diffs[metric].abs().max(skipna=False))
 
     def messages(self) -> list[str]:
         """Why this check failed, one line per broken band (epoch figures, step trace) or failed headline figure."""
@@ -273,9 +274,9 @@ def compare_frames(check: Check, fa: pd.DataFrame, fb: pd.DataFrame, policy: Pol
             split = metric.split("_")[0]
             band = policy.epoch_band(check.kind, metric, epoch, a, b, samples=(samples or {}).get(split))
             br = Break("epoch", epoch, metric, a, b, band)
-            diffs.at[epoch, metric] = a - b if not (math.isnan(a) and math.isnan(b)) else 0.0
+            diffs.at[epoch, metric] = a - b
             bands.at[epoch, metric] = band
-            if br.diff > band and check.first_break is None:
+            if (br.diff > band or math.isinf(br.diff)) and check.first_break is None:  # NaN on one side: |d| inf, band NaN
                 check.first_break = br
     check.diffs, check.bands = diffs, bands
     check.status = "fail" if check.first_break else "pass"
@@ -413,27 +414,68 @@ def _load_sweep_file(target: str) -> sweeps.Sweep | None:
         return None
 
 
-def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep | None]:
-    """(sweep name, its run folder, its sweep file) for a sweep name, a .toml path or a sweep folder."""
+LOOKED_FOR = ("{0}/config.json (a run), {0}/<backend>/config.json (a `train --savepath` run), "
+              "{0}/<run>/<backend>/config.json (a sweep) or {0}/<sweep>/<run>/<backend>/config.json (a runs folder)")
+
+
+def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep | None, int]:
+    """(name, folder, sweep file, depth of its run folders below it: see runs.run_depth) for a sweep
+    name or .toml path (its runs under runs_dir), a runs, sweep or run folder, or the name of a
+    folder under runs_dir (`train` runs)."""
     path = Path(target)
-    if path.is_dir() and any(path.glob("*/*/config.json")):
-        return path.name, path, _load_sweep_file(path.name)
-    sweep = _load_sweep_file(target)
-    name = sweep.name if sweep else path.stem
-    sweep_dir = Path(runs_dir) / name
-    if not sweep_dir.is_dir():
-        raise ConfigError(f"no runs of sweep {name!r} in {sweep_dir}: run `python -m fluxlenet sweep {target}` "
-                          f"first, or give --runs-dir")
-    if sweep is None and (sweep_dir / f"{name}.toml").is_file():  # a sweep declared with --grid
-        sweep = _load_sweep_file(str(sweep_dir / f"{name}.toml"))
-    return name, sweep_dir, sweep
+    sweep = None
+    if not (path.is_dir() and run_depth(path) is not None):
+        sweep = _load_sweep_file(target)
+        if sweep is not None:
+            path = Path(runs_dir) / sweep.name
+            if not path.is_dir():
+                raise ConfigError(f"no runs of sweep {sweep.name!r} in {path}: run `python -m fluxlenet sweep "
+                                  f"{target}` first, or give --runs-dir (or the path of a folder of runs)")
+        elif len(path.parts) == 1 and (Path(runs_dir) / target).is_dir():
+            path = Path(runs_dir) / target  # `train` runs: runs/train/<backend>/
+        elif not path.is_dir():
+            raise ConfigError(f"{target!r} is not a sweep name (built-in: {', '.join(sweeps.builtin_names())}), "
+                              f"a .toml sweep file, a folder, nor a folder in {runs_dir}; give one of those "
+                              f"(the runs of a sweep are read under --runs-dir)")
+    depth = run_depth(path)
+    if depth is None:
+        raise ConfigError(f"no runs in {path}: looked for " + LOOKED_FOR.format(path))
+    if depth == 3:  # a runs folder: one sweep (or train run) in it is that one
+        inside = sorted(p.name for p in path.iterdir() if p.is_dir() and run_depth(p) in (1, 2))
+        if len(inside) != 1:
+            raise ConfigError(f"{path} is a runs folder holding {', '.join(inside)}: give one of them, "
+                              f"e.g. `{inside[0]} --runs-dir {path}`")
+        path = path / inside[0]
+        depth = run_depth(path)
+    if depth == 2 and sweep is None:
+        sweep = _load_sweep_file(path.name)
+        if sweep is None and (path / f"{path.name}.toml").is_file():  # a sweep declared with --grid
+            sweep = _load_sweep_file(str(path / f"{path.name}.toml"))
+    name = path.name if depth else f"{path.parent.name}/{path.name}"
+    return name, path, sweep, depth
 
 
-def _runs_of(sweep_dir: Path) -> list[RunFiles]:
-    runs = load_sweep_dir(sweep_dir)
+def _runs_of(folder: Path, depth: int, damaged: list[Damaged]) -> list[RunFiles]:
+    runs = load_sweep_dir(folder, damaged, depth)
     if not runs:
-        raise ConfigError(f"no runs yet in {sweep_dir} (no <run>/<backend>/config.json folders)")
+        if len(damaged) == 1:
+            raise ConfigError(damaged[0].message)
+        if damaged:
+            raise ConfigError(f"all {len(damaged)} runs in {folder} are damaged; the first: {damaged[0].message}")
+        raise ConfigError(f"no runs yet in {folder}: looked for " + LOOKED_FOR.format(folder))
     return runs
+
+
+def _mark_damaged(result: "SweepResult", damaged: list[Damaged]) -> None:
+    """A damaged run folder is left out of the comparison, said in a note and in its run's verdict."""
+    for d in damaged:
+        result.notes.append(f"left out, damaged: {d.message}")
+        verdict = next((v for v in result.verdicts if v.run == d.run), None)
+        if verdict is None:
+            verdict = RunVerdict(d.run)
+            result.verdicts.append(verdict)
+            result.groups.setdefault(d.run, {})
+        verdict.incomplete.append(f"{d.backend} seed {d.seed}: damaged run folder, left out (see the note)")
 
 
 def _group(runs: list[RunFiles], label_of) -> dict[str, dict[str, list[RunFiles]]]:
@@ -456,8 +498,9 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
                   against: str | Path | None = None) -> SweepResult:
     """Compare Flux with PyTorch (or each backend with its twin under `against`) and with the published figures."""
     policy = policy or Policy()
-    name, sweep_dir, sweep = locate(target, runs_dir)
-    runs = _runs_of(sweep_dir)
+    name, sweep_dir, sweep, depth = locate(target, runs_dir)
+    damaged: list[Damaged] = []
+    runs = _runs_of(sweep_dir, depth, damaged)
     notes = []
     if against is None:
         groups = _order(_group(runs, lambda r: r.backend), sweep)
@@ -470,10 +513,11 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
                              + ("; Julia not available here" if backend == "flux" and not julia_found() else ""))
         published_sides = [b for b in sides if b in present]
     else:
-        other_dir = Path(against) / name
-        if not other_dir.is_dir():
-            raise ConfigError(f"no runs of sweep {name!r} in {other_dir} (--against {against})")
-        other = _runs_of(other_dir)
+        other_dir = Path(against) / name if depth == 2 and not run_depth(against) == 2 else Path(against)
+        if not other_dir.is_dir() or run_depth(other_dir) != depth:
+            raise ConfigError(f"no runs of {name!r} in {other_dir} (--against {against}): looked for "
+                              + LOOKED_FOR.format(other_dir))
+        other = _runs_of(other_dir, depth, damaged)
         here, there = str(runs_dir), str(against)
         groups = _group(runs, lambda r: f"{r.backend} ({here})")
         for run_name, by_side in _group(other, lambda r: f"{r.backend} ({there})").items():
@@ -483,7 +527,9 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
         pairs = [(f"{b} ({here})", f"{b} ({there})") for b in backends]
         sides = [s for pair in pairs for s in pair]
         published_sides = [p[0] for p in pairs]
-    return _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
+    result = _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
+    _mark_damaged(result, damaged)
+    return result
 
 
 def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:

@@ -113,6 +113,8 @@ class Policy:
             raise ConfigError(f"policy file {path}: cannot be read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"policy file {path}: not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"policy file {path}: not valid TOML: not UTF-8 text") from None
         return self.replace(values, f"policy file {path}: ")
 
     # -- bands --------------------------------------------------------------------------

@@ -22,7 +22,9 @@ def _epochs(check: Check) -> str:
 
 def _max(check: Check, metric: str, digits: int) -> str:
     value = check.max_abs(metric)
-    return "-" if value is None else f"{value:.{digits}f}" if math.isfinite(value) else "inf"
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if math.isfinite(value) else "NaN" if math.isnan(value) else "inf"
 
 
 def result_lines(result: SweepResult) -> list[str]:

@@ -18,6 +18,17 @@ BAD_VALUES = [
     ({"dataset": "imagenet"}, "unknown dataset"),
     ({"lambda_": -1e-3}, "lambda must be >= 0"),
     ({"momentum": 1.5}, "momentum must be in"),
+    ({"epochs": 10**20}, "epochs must be at most 100,000, not 100000000000000000000"),
+    ({"steps": 10**10}, "steps must be at most 1,000,000,000"),
+    ({"batchsize": 10**7}, "batchsize must be at most 1,000,000"),
+    ({"seed": 2**32}, "seed must be at most 4,294,967,295"),
+    ({"milestones": [5, 10**6]}, "milestones must be at most 100,000"),
+    ({"warmup_epochs": float("inf")}, "must be finite"),
+    ({"run": "../escape"}, "run name '../escape' must not start with a dot"),
+    ({"run": "lr/1e-3"}, "run name 'lr/1e-3' must not contain /"),
+    ({"run": ""}, "run name '' is empty"),
+    ({"sweep": "a\nb"}, "sweep name .* must be printable"),
+    ({"run": "x" * 101}, "is longer than 100 characters"),
 ]
 
 
@@ -26,6 +37,11 @@ def test_impossible_values_are_refused_with_a_clear_message(change, message):
     values = {"rho" if k == "momentum" else k: v for k, v in change.items()}
     with pytest.raises(ConfigError, match=message):
         RunConfig(**values).validate()
+
+
+def test_names_that_are_one_folder_pass():
+    for name in ("ADAMW", "lr=1e-3", "λ 1e-6", "测试", "a.b", "x" * 100):
+        RunConfig(run=name, sweep=name).validate()
 
 
 def test_user_keys_and_types():

@@ -340,6 +340,123 @@ def test_uncompressed_idx_accepted(tmp_path):
         data.read_idx_images(raw)
 
 
+# -- data that is not what it says ------------------------------------------------------
+
+def _copy(src: Path, dst: Path, names: dict[str, str]) -> Path:
+    """dst/<new name> = src/<name> for each pair."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name, new_name in names.items():
+        shutil.copyfile(src / name, dst / new_name)
+    return dst
+
+
+@needs_fashion
+def test_train_and_test_files_swapped_are_known_by_content(tmp_path):
+    folder = _copy(FASHION, tmp_path / "fashion-mnist", dict(zip(IDX_FILES, IDX_FILES[2:] + IDX_FILES[:2])))
+    report = dict(data.verify("fashion-mnist", tmp_path))
+    assert report[str(folder / IDX_FILES[0])].startswith(
+        "is Fashion-MNIST's t10k-images-idx3-ubyte.gz (known by its content), not its train-images-idx3-ubyte.gz; "
+        "the files are swapped or misnamed")
+    assert all("swapped" in state for state in report.values()), report
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: is Fashion-MNIST's train-images"):
+        data.load_dataset("fashion-mnist", tmp_path, download=False, progress=False)
+
+
+@needs_fashion
+def test_fashion_mnist_given_as_mnist_is_refused(tmp_path):
+    report = dict(data.verify("mnist", FASHION))
+    assert report[str(FASHION / IDX_FILES[1])] == (
+        "is Fashion-MNIST's train-labels-idx1-ubyte.gz (known by its content), not MNIST's; give --dataset "
+        "fashion-mnist, or point --data-dir at the MNIST files")
+    for name in ("mnist", "mnist-t10k-split"):
+        with pytest.raises(DataError, match="not MNIST's; give --dataset fashion-mnist") as err:
+            data.load_dataset(name, FASHION, train_size=100, test_size=100, download=False, progress=False)
+        assert "\n" not in str(err.value)
+    assert all(state == "ok" for _, state in data.verify("fashion-mnist", FASHION))
+
+
+@needs_mnist_t10k
+def test_mnist_is_known_as_mnist():
+    assert all(state == "ok" for _, state in data.verify("mnist", MNIST))
+    ds = data.load_dataset("mnist", MNIST, train_size=50, test_size=50, download=False, progress=False)
+    assert ds.train_y[:5].tolist() == [5, 0, 4, 1, 9]  # the MNIST training set's first digits
+
+
+@needs_fashion
+def test_a_split_larger_than_the_original_is_refused(tmp_path):
+    """Unknown content (one pixel changed) is checked by its counts: a test set of 60,000 is the
+    training set, one of 10,001 more than there is."""
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    images = bytearray(_gunzip(FASHION / IDX_FILES[0]))
+    images[-1] ^= 1
+    labels = _gunzip(FASHION / IDX_FILES[1])
+    (folder / IDX_FILES[2][:-3]).write_bytes(bytes(images))  # uncompressed
+    (folder / IDX_FILES[3][:-3]).write_bytes(labels)
+    expected = "holds 60,000 samples, as many as the Fashion-MNIST training set, where its test set has 10,000"
+    assert expected in dict(data.verify("fashion-mnist", tmp_path))[str(folder / IDX_FILES[2][:-3])]
+    (folder / IDX_FILES[2][:-3]).write_bytes(idx_images(np.zeros((10001, 28, 28), np.uint8)))
+    (folder / IDX_FILES[3][:-3]).write_bytes(idx_labels(np.zeros(10001, np.uint8)))
+    assert dict(data.verify("fashion-mnist", tmp_path))[str(folder / IDX_FILES[3][:-3])] == \
+        "holds 10,001 samples, more than the 10,000 of the Fashion-MNIST test set"
+
+
+def test_small_generated_data_is_only_checked_by_structure(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, blob in small_mnist(ntrain=30, ntest=40).items():  # even a test set larger than the training set
+        (folder / name).write_bytes(blob)
+    ds = data.load_dataset("mnist", tmp_path, download=False, progress=False)
+    assert (len(ds.train_y), len(ds.test_y)) == (30, 40)
+
+
+def test_a_directory_where_a_file_should_be_is_named_not_downloaded_over(tmp_path, server):
+    files = small_mnist()
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for name, blob in files.items():
+        (folder / name).write_bytes(blob)
+        server.routes[f"/m/{name}"] = (blob, None)
+    (folder / IDX_FILES[0]).unlink()
+    (folder / IDX_FILES[0]).mkdir()
+    expected = "is a directory, not a file; move it away and put the file there"
+    assert dict(data.verify("mnist", tmp_path))[str(folder / IDX_FILES[0])] == expected
+    with pytest.raises(DataError, match=expected):
+        data.fetch("mnist", tmp_path, progress=False, mirrors=[server.url + "/m/"], md5={})
+    with pytest.raises(DataError, match=expected):
+        data.load_dataset("mnist", tmp_path, progress=False)
+    assert not server.hits and (folder / IDX_FILES[0]).is_dir()
+    # the data folder itself a file
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        data.load_dataset("mnist", tmp_path / "file", progress=False)
+
+
+def test_cifar_archive_that_is_a_directory(tmp_path):
+    (tmp_path / "cifar10" / "cifar-10-python.tar.gz").mkdir(parents=True)
+    with pytest.raises(DataError, match="is a directory, not the CIFAR-10 archive"):
+        data.load_dataset("cifar10", tmp_path, progress=False)
+
+
+def test_cifar_batches_swapped_are_known_by_their_label(tmp_path):
+    """The original batches say which they are ('training batch 1 of 5', 'testing batch 1 of 1')."""
+    def labelled(k, label):
+        batch = pickle.loads(cifar_batch(k), encoding="bytes")
+        batch[b"batch_label"] = label.encode()
+        return pickle.dumps(batch, protocol=2)
+    members = {name: labelled(k, f"training batch {k + 1} of 5") for k, name in enumerate(CIFAR_NAMES[:5])}
+    members["test_batch"] = labelled(5, "testing batch 1 of 1")
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    write_tar(folder / "cifar-10-python.tar.gz", members)
+    assert data.verify("cifar10", tmp_path)[0][1] == "ok"
+    members["test_batch"], members["data_batch_1"] = members["data_batch_1"], members["test_batch"]
+    write_tar(folder / "cifar-10-python.tar.gz", members)
+    with pytest.raises(DataError, match="member cifar-10-batches-py/data_batch_1 is the 'testing batch 1 of 1', "
+                                        "not the 'training batch 1 of 5': the batches are swapped or misnamed"):
+        data.load_dataset("cifar10", tmp_path, progress=False)
+
+
 # -- CIFAR-10 ---------------------------------------------------------------------------
 
 def test_cifar_tarball_and_extracted_folder(cifar_tar, tmp_path):

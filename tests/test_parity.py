@@ -5,6 +5,7 @@ backend renamed and some figures edited stands for a Flux run here.
 """
 
 import csv
+import fcntl
 import json
 import shutil
 import subprocess
@@ -221,8 +222,8 @@ def test_two_run_folders_compare_directly(cli, runs, tmp_path):
     flux_dir = as_flux(copy_tree(torch_dir, tmp_path / "NADAM" / "torch"))
     result = compare_folders(flux_dir, torch_dir)
     assert result.status == "pass" and result.checks()[0].kind == "lockstep"
-    code, out, err = cli("parity", torch_dir)
-    assert code == 2 and "--against" in err and len(err.strip().splitlines()) == 1
+    code, out, err = cli("parity", torch_dir)  # alone: read, nothing to compare it with
+    assert code == 0 and "NADAM" in out and "Sweep NADAM-seed0/torch: not compared" in out, out + err
 
 
 def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
@@ -274,6 +275,66 @@ def test_a_run_that_stopped_early_is_incomplete_not_failed(cli, runs, tmp_path):
     assert "incomplete: compared up to epoch 0: torch went on to epoch 1" in out
 
 
+def test_a_nan_difference_is_shown_as_nan(cli, runs, tmp_path):
+    """Both sides NaN agree (the verdict passes); the table still says NaN, not 0.00."""
+    root = flux_sweep(runs, tmp_path)
+    for side in ("torch", "flux"):
+        edit_log(root / "optimizer" / "NADAM-seed0" / side, 1, test_loss=lambda v: float("nan"))
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    row = next(line for line in out.splitlines() if line.startswith("NADAM") and "flux vs torch" in line)
+    assert (row.split()[-3], row.split()[-1], code) == ("NaN", "pass", 0), out  # max|d| test loss, verdict
+    edit_log(root / "optimizer" / "NADAM-seed0" / "torch", 1, test_loss=lambda v: 2.0)
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    row = next(line for line in out.splitlines() if line.startswith("NADAM") and "flux vs torch" in line)
+    assert (row.split()[-3], row.split()[-1], code) == ("NaN", "FAIL", 1), out
+
+
+def test_a_run_left_running_by_a_killed_sweep_is_stopped(cli, runs, tmp_path):
+    """status.json says running: the worker lock tells a live run from one whose sweep was killed."""
+    root = copy_tree(runs / "a", tmp_path / "live")
+    run = root / "optimizer" / "NADAM-seed0" / "torch"
+    (run / "status.json").write_text(json.dumps({"status": "running", "pid": 1}))
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert "incomplete: torch seed 0: stopped (status.json says running, but no process holds the run" in out
+    with open(run / ".worker.lock", "a+") as lock:  # a live worker holds it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert "incomplete: torch seed 0: running" in out and "stopped" not in out
+
+
+def test_parity_and_report_read_runs_folders_run_folders_and_train_runs(cli, runs, tmp_path):
+    code, out, err = cli("parity", runs / "a")  # a runs folder holding one sweep
+    assert code == 0 and out.startswith(f"Parity of optimizer ({runs / 'a' / 'optimizer'})"), out + err
+    two = copy_tree(runs / "a", tmp_path / "two")
+    copy_tree(two / "optimizer", two / "other")
+    code, out, err = cli("parity", two)
+    assert code == 2 and f"{two} is a runs folder holding optimizer, other: give one of them" in err
+    # a `train --savepath` run: <savepath>/<backend>/
+    train = copy_tree(runs / "a" / "optimizer" / "NADAM-seed0", tmp_path / "runs" / "train")
+    code, out, err = cli("parity", "train", "--runs-dir", tmp_path / "runs")
+    assert code == 0 and "Parity of train" in out and "NADAM" in out, out + err
+    code, out, err = cli("report", train)
+    assert code == 0 and (train / "report.html").is_file() and (train / "test-accuracy.png").is_file(), out + err
+
+
+def test_a_damaged_run_is_left_out_and_the_others_compared(cli, runs, tmp_path):
+    root = flux_sweep(runs, tmp_path)
+    bad = root / "optimizer" / "NADAM-seed0" / "torch"
+    (bad / "config.json").write_text("{")
+    (root / "optimizer" / "ADAMW-seed0" / "flux" / "log.csv").write_bytes(b"epoch,train_loss\n0,\xff\n")
+    code, out, err = cli("parity", "optimizer", "--runs-dir", root)
+    assert code == 0 and err == "", out + err
+    assert f"NOTE: left out, damaged: {bad}/config.json: is not a fluxlenet run config" in out
+    assert "incomplete: torch seed 0: damaged run folder, left out (see the note)" in out
+    assert "incomplete: flux seed 0: damaged run folder, left out (see the note)" in out
+    row = next(line for line in out.splitlines() if line.startswith("AdaBelief") and "flux vs torch" in line)
+    assert row.endswith("pass")  # the others are compared
+    code, out, err = cli("parity", bad)  # the damaged run itself: one line
+    assert code == 2 and err == (f"fluxlenet: error: {bad}/config.json: is not a fluxlenet run config (JSON with "
+                                 f"the run's settings); move the run folder {bad} away (a rerun of its sweep then "
+                                 f"runs it afresh)\n")
+
+
 # -- published figures ----------------------------------------------------------------------
 
 def test_the_published_figures_and_their_semantic_notes():
@@ -303,6 +364,7 @@ def post_protocol_run(runs: Path, tmp_path: Path, shift: float = 0.0) -> Path:
             test_acc = row.test_acc + (shift if row.epoch == 5 else 0.0)
             f.write(f"{row.epoch},{row.train_loss},{row.train_acc},{row.test_loss},{test_acc},,,"
                     f"{row.epoch_seconds if row.epoch else ''},0.0003,ok\n")
+    (folder / "status.json").write_text(json.dumps({"status": "finished", "last_epoch": 10}))
     return root
 
 
@@ -330,16 +392,24 @@ def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path)
 # -- user mistakes --------------------------------------------------------------------------
 
 def test_user_mistakes_are_one_line(cli, runs, tmp_path):
+    (tmp_path / "latin1.toml").write_bytes("# café\nsigmas = 3\n".encode("latin-1"))
     for args, words in [(["parity", "optimizer", "--runs-dir", tmp_path], "no runs of sweep 'optimizer'"),
-                        (["parity", "nosuchsweep", "--runs-dir", runs / "a"], "no runs of sweep 'nosuchsweep'"),
+                        (["parity", "nosuchsweep", "--runs-dir", runs / "a"],
+                         "'nosuchsweep' is not a sweep name (built-in: baseline,"),
+                        (["parity", "baseline", "--runs-dir", runs / "a"],
+                         f"no runs of sweep 'baseline' in {runs / 'a' / 'baseline'}: run `python -m fluxlenet sweep "
+                         f"baseline` first"),
+                        (["parity", tmp_path], f"no runs in {tmp_path}: looked for {tmp_path}/config.json (a run), "),
                         (["parity", "optimizer", "--runs-dir", runs / "a", "--tolerance", "acc=1"],
                          "unknown tolerance 'acc'"),
-                        (["report", "optimizer", "--runs-dir", tmp_path], "no runs of sweep")]:
+                        (["report", "optimizer", "--runs-dir", tmp_path], "no runs of sweep"),
+                        (["parity", "optimizer", "--runs-dir", runs / "a", "--policy", tmp_path / "latin1.toml"],
+                         f"policy file {tmp_path / 'latin1.toml'}: not valid TOML: not UTF-8 text")]:
         code, out, err = cli(*args)
         assert code == 2 and words in err, err
         assert len(err.strip().splitlines()) == 1
     (tmp_path / "empty" / "optimizer").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="no runs yet"):
+    with pytest.raises(ConfigError, match="no runs in "):
         compare_sweep("optimizer", tmp_path / "empty")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fluxlenet import faults
 from fluxlenet.cli import main
 from fluxlenet.report import write_report
 from parity import published
@@ -45,6 +46,7 @@ def edit_config(run_dir: Path, meta: dict | None = None, **changes) -> None:
 
 
 def write_log(run_dir: Path, rows: list[dict]) -> None:
+    """log.csv of these rows, and status.json to match (a finished run's log ends where it says)."""
     columns = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "valid_loss", "valid_acc", "seconds",
                "lr", "status"]
     with (run_dir / "log.csv").open("w", newline="") as f:
@@ -52,6 +54,8 @@ def write_log(run_dir: Path, rows: list[dict]) -> None:
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c, "") for c in columns})
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, "last_epoch": int(rows[-1]["epoch"])}))
 
 
 def pixels_near(png: Path, colour: np.ndarray) -> int:
@@ -151,6 +155,27 @@ def test_report_with_seeds_a_step_budget_and_validation_figures(runs, tmp_path):
     assert "PyTorch valid acc" in md and "21.00 ± 1.00 (n=3)" in md
     row = next(line for line in md.splitlines() if line.startswith("| NADAM |")).split(" | ")
     assert row[2].endswith("± 1.00 (n=3)")
+
+
+def test_report_into_a_folder_that_cannot_be_written(runs, monkeypatch, capsys):
+    monkeypatch.setattr(faults, "RULES", [(None, "enospc", "*")])  # a full disk (root writes anywhere)
+    assert main(["report", "optimizer", "--runs-dir", str(runs)]) == 2
+    assert capsys.readouterr().err == (
+        f"fluxlenet: error: cannot write the report into {runs / 'optimizer'} (No space left on device); the report "
+        f"goes beside the runs: copy that folder somewhere writable and report on the copy\n")
+
+
+def test_run_names_in_another_script_plot_without_warnings(runs, tmp_path):
+    """DejaVu Sans has no CJK glyphs: the names are drawn as boxes, and matplotlib's warnings (with
+    source lines) stay off the terminal."""
+    root = tmp_path / "runs"
+    shutil.copytree(runs, root)
+    for i, run_dir in enumerate(sorted((root / "optimizer").glob("*-seed0"))):
+        edit_config(run_dir / "torch", run=f"优化器{i}")
+    done = subprocess.run([sys.executable, "-m", "fluxlenet", "report", str(root / "optimizer")], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+    assert "| 优化器0 |" in (root / "optimizer" / "report.md").read_text()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,

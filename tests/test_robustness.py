@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,8 @@ import pytest
 from fluxlenet import faults
 from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from fluxlenet.runlog import LOG_COLUMNS, RunLog, read_log_rows, read_status, read_trace_rows
+from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunLog, check_checkpoint, read_log_rows, read_status,
+                              read_trace_rows)
 from fluxlenet.runner import Task, check_existing
 from fluxlenet.rundir import run_is_busy, write_config
 
@@ -384,6 +386,65 @@ def test_a_second_sweep_on_the_same_runs_stops_with_a_clear_message(tmp_path):
     assert read_status(run_dir)["status"] == "finished" and epochs(run_dir) == [0, 1, 2]
 
 
+@needs_data
+def test_a_damaged_run_folder_blocks_neither_the_sweep_nor_parity_nor_report(tmp_path):
+    """Run A's log.csv gets a garbage line: a rerun names the file in one line and leaves A as it is,
+    runs B (whose folder was removed) and prints the summary with A marked; parity and report go on
+    with B and mark A."""
+    runs_dir = tmp_path / "runs"
+    sweep_file = write_sweep(tmp_path, "damaged", {"A": {}, "B": {}}, epochs=2)
+    assert sweep(sweep_file, runs_dir).returncode == 0
+    a, b = folder(runs_dir, sweep_file, "A"), folder(runs_dir, sweep_file, "B")
+    lines = (a / "log.csv").read_text().splitlines(keepends=True)
+    (a / "log.csv").write_text("".join(lines[:2] + ["0.5,garbage\n"] + lines[2:]))
+    damaged_files = {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()}
+    shutil.rmtree(b.parent)
+    out = sweep(sweep_file, runs_dir)
+    no_traceback(out)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr == (f"fluxlenet: error: {a}/log.csv: line 3 has 2 fields, the header 10; move the run folder "
+                          f"{a} away (a rerun of its sweep then runs it afresh)\n")
+    summary = out.stdout[out.stdout.index("\nrun "):]
+    assert re.search(r"^A +0 torch +damaged ", summary, re.M) and re.search(r"^B +0 torch +finished +2 ", summary, re.M)
+    assert read_status(b)["status"] == "finished"
+    assert {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()} == damaged_files  # left as it was
+
+    for command_ in (["parity", "damaged"], ["report", "damaged"]):
+        done = subprocess.run([sys.executable, "-m", "fluxlenet", *command_, "--runs-dir", str(runs_dir)],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        no_traceback(done)
+        assert done.returncode == 0 and done.stderr == "", done.stdout + done.stderr
+        assert f"NOTE: left out, damaged: {a}/log.csv: line 3 has 2 fields" in done.stdout
+    assert "B " in (runs_dir / "damaged" / "report.md").read_text()
+    # the same command, once the damaged folder is moved away, redoes run A
+    shutil.move(a.parent, tmp_path / "A-damaged")
+    out = sweep(sweep_file, runs_dir)
+    assert out.returncode == 0 and read_status(a)["status"] == "finished", out.stdout + out.stderr
+
+
+@needs_data
+def test_a_checkpoint_keeps_its_settings_when_config_json_is_gone(tmp_path):
+    """The issue's case: a finished 2-epoch `train` run, config.json deleted, rerun with another --eta
+    and --epochs 3: refused as when config.json is there (checkpoint.json holds the settings)."""
+    train = [sys.executable, "-m", "fluxlenet", "train", "--backend", "torch", *SIZES, "--batchsize", "100",
+             "--checktime", "1", "--savepath", str(tmp_path / "t")]
+    run_dir = tmp_path / "t" / "torch"
+    done = subprocess.run([*train, "--epochs", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (run_dir / "checkpoint.json").is_file()
+    (run_dir / "config.json").unlink()
+    log = (run_dir / "log.csv").read_bytes()
+    done = subprocess.run([*train, "--epochs", "3", "--eta", "1e-3"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == (
+        f"fluxlenet: error: {run_dir} holds a run with other settings (eta 0.0003 there, 0.001 now, epochs 2 there, "
+        f"3 now); use another folder (--runs-dir; --savepath for train) or remove that one\n"), done.stderr
+    assert (run_dir / "log.csv").read_bytes() == log and "Epoch:" not in done.stdout
+    # the same settings: the finished run is found finished
+    done = subprocess.run([*train, "--epochs", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "already done" in done.stdout, done.stdout + done.stderr
+
+
 # -- the pieces, without a sweep ------------------------------------------------------------------------
 
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -419,6 +480,28 @@ def test_truncate_drops_the_killed_attempts_rows_from_log_and_tensorboard(tmp_pa
     assert [r["epoch"] for r in read_log_rows(tmp_path)] == [0, 1, 2]
     assert tensorboard_steps(tmp_path) == [0, 1, 2]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_checkpoints_are_checked_by_structure_without_torch_or_julia(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pt"
+    torch.save({"model": {"w": torch.arange(1000.0)}, "epoch": 2}, path)
+    blob = path.read_bytes()
+    check_checkpoint(path)
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DamagedRun, match="model.pt: is not a torch checkpoint .*; delete it to start that run afresh"):
+        check_checkpoint(path)
+    at = blob.index(b"\x00\x00\x80?")  # 1.0 in the tensor's bytes: a bit flipped on the disk
+    path.write_bytes(blob[:at] + b"\x01" + blob[at + 1:])
+    with pytest.raises(DamagedRun, match="fails its CRC check"):
+        check_checkpoint(path)
+    bson = tmp_path / "optimiser.bson"
+    document = (12).to_bytes(4, "little") + b"\x10a\x00" + (7).to_bytes(4, "little") + b"\x00"  # {a: 7}
+    bson.write_bytes(document)
+    check_checkpoint(bson)
+    bson.write_bytes(document[:-3])
+    with pytest.raises(DamagedRun, match="optimiser.bson: is not a BSON document"):
+        check_checkpoint(bson)
 
 
 def test_fault_rules_are_checked():

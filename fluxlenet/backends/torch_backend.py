@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -19,9 +20,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import faults, optim_spec
+from ..config import ConfigError
 from ..fsutil import atomic_path
 from ..init import epoch_permutation, initial_weights
-from ..runlog import round4
+from ..runlog import damaged, round4
 from .torch_optim import ChainOptimiser
 from .torch_pool import NumbaMaxPool2d, ReluMaxPool2d
 
@@ -191,14 +193,24 @@ def train(cfg, data, log, progress: bool = False) -> str:
 
     start_epoch, step = 0, 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
-        shuffle.set_state(state["shuffle_rng"])
-        start_epoch, step = state["epoch"], state["step"]
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimiser.load_state_dict(state["optimiser"])
+            torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            shuffle.set_state(state["shuffle_rng"])
+            start_epoch, step = state["epoch"], state["step"]
+        except Exception as e:  # a damaged or foreign file makes torch raise almost anything
+            reason = re.split(r"\n|\s{2,}", str(e).strip())[0][:200]  # torch's first sentence
+            raise damaged(checkpoint, f"cannot be resumed from ({type(e).__name__}: {reason})",
+                          f"delete it to start the run afresh (or move the run folder {log.dir} away)") from e
+        trained = state.get("config")
+        differ = cfg.differences(trained) if isinstance(trained, dict) else []
+        if differ:
+            raise ConfigError(f"{checkpoint} was trained with other settings ({', '.join(differ)}); "
+                              f"use another folder or remove that one")
         log.truncate(start_epoch)
         log.keep_trace(step)
         log.say(f"Resuming from the checkpoint of epoch {start_epoch} ({checkpoint})")
