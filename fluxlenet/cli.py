@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import models, optim_spec, sweeps
-from .config import DATASETS, DEVICES, MODES, PRECISIONS, ConfigError, RunConfig, name_problem
+from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
@@ -64,39 +64,44 @@ def folder(text: str) -> str:
     return text
 
 
+# Argument types of the settings given on the command line, beyond their annotated type.
+ARG_TYPES = {"data_dir": folder}
+
+
+def add_setting_options(p: argparse.ArgumentParser, group: str, defaults: bool) -> None:
+    """An option for each setting of the table (RunConfig) in `group` ("run" or "train"); with
+    `defaults` each option has the setting's default, else None (the sweep file's value stays)."""
+    d = RunConfig()
+    for f in RunConfig.settings(cli=group):
+        m, default = f.metadata, getattr(d, f.name)
+        kind = type(False) if isinstance(default, bool) else {"int": int, "float": float}.get(str(f.type).split(" ")[0])
+        flag = "--" + USER_NAMES.get(f.name, f.name).replace("_", "-")
+        shown = "" if default is None or default is False or default == "" else f" (default {default})"
+        common = {"dest": f.name, "default": default if defaults else None, "help": (m["help"] or "") + shown}
+        if kind is bool:
+            p.add_argument(flag, action="store_const", const=True, **{**common, "default": None})
+        elif m["choices"] is not None:
+            p.add_argument(flag, choices=list(m["choices"]()) if f.name not in ("model", "optimizer") else None,
+                           metavar="NAME" if f.name in ("model", "optimizer") else None, **common)
+        else:
+            # the run options are checked here; train's (the post's Args) by RunConfig.validate, as in a sweep file
+            counts = group == "run" and kind is int and (m["low"] or 0) >= 1
+            arg_type = ARG_TYPES.get(f.name) or (positive_int if counts else kind)
+            p.add_argument(flag, type=arg_type, metavar="N" if kind is int else flag[2:].upper().replace("-", "_"),
+                           **common)
+
+
 def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
-    """Options shared by `sweep` and `train`: how and on what the runs happen."""
+    """Options shared by `sweep`, `train` and `reproduce`: how and on what the runs happen."""
     p.add_argument("--backend", choices=["auto", "torch", "flux", "both"], default="auto",
                    help="auto (default): Flux and PyTorch when Julia is set up, else PyTorch alone with a notice")
-    p.add_argument("--mode", choices=MODES, default=None,
-                   help="lockstep (default): both frameworks start from the same weights and see the same "
-                        "batches; native: each uses its own RNG")
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="float32 (default) or float64")
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default mnist; mnist-t10k-split trains on the first 8,000 MNIST test images "
-                        "and tests on the last 2,000")
-    p.add_argument("--data-dir", type=folder, default=None,
-                   help="folder with the dataset files (default: $FLUXLENET_DATA, else a user cache folder; "
-                        "missing files are downloaded)")
-    p.add_argument("--train-size", type=positive_int, default=None, help="use the first N training samples")
-    p.add_argument("--test-size", type=positive_int, default=None, help="use the first N test samples")
-    p.add_argument("--steps", type=positive_int, default=None,
-                   help="stop after N optimiser steps instead of whole epochs")
-    p.add_argument("--device", choices=DEVICES, default=None, help="cpu (default) or cuda")
-    p.add_argument("--flush-subnormals", action="store_const", const=True, default=None,
-                   help="flush subnormal floats to zero in both frameworks: faster (the post's protocol 1.6x, "
-                        "its L2 = 1e-2 run 2.4x), slightly different float32 results (off by default, "
-                        "as in Julia and torch)")
-    p.add_argument("--trace-steps", type=int, default=None, metavar="K",
-                   help="record the loss at each of the first K optimiser steps (trace.csv)")
+    add_setting_options(p, "run", defaults=False)
     if sweep:
         p.add_argument("--epochs", type=positive_int, default=None,
                        help="train N whole epochs (replaces the sweep's epochs and any step budget it sets)")
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
         p.add_argument("--runs-dir", type=folder, default="runs", help="where run folders go (default: runs)")
     p.add_argument("--jobs", type=positive_int, default=1, help="backend runs at once, sharing the cores")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="threads of each backend run (default: the cores // --jobs; 1 with --executor ray)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): spawned processes on this machine, --jobs at a time; ray: each "
                         "backend run a Ray task reserving its --threads as CPUs (pip install 'fluxlenet[ray]')")
@@ -124,21 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="grid", help="with --grid: the sweep's name and folder (default: grid)")
     add_run_options(p, sweep=True)
 
-    d = RunConfig()
     p = sub.add_parser("train", help="one run with the post's Args as flags",
                        description="One run of the post's loop, with the post's Args (conv_mnist.jl) as flags.")
-    p.add_argument("--eta", type=float, default=d.eta, help=f"learning rate (default {d.eta})")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=d.lambda_,
-                   help="L2 regularisation: Optimiser(WeightDecay(lambda), opt) when > 0 (default 0)")
-    p.add_argument("--batchsize", type=int, default=d.batchsize, help=f"default {d.batchsize}")
-    p.add_argument("--epochs", type=int, default=None, help=f"default {d.epochs}")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
-    p.add_argument("--infotime", type=int, default=d.infotime, help="report every INFOTIME epochs (default 1)")
-    p.add_argument("--checktime", type=int, default=d.checktime,
-                   help="checkpoint every CHECKTIME epochs, 0 for none (default 5)")
+    add_setting_options(p, "train", defaults=True)
+    p.add_argument("--epochs", type=int, default=None, help=f"default {RunConfig().epochs}")
     p.add_argument("--savepath", type=folder, default="runs/train", help="run folder (default runs/train)")
-    p.add_argument("--optimizer", default=d.optimizer, help=f"default {d.optimizer}; see `list`")
-    p.add_argument("--model", default=d.model, help=f"default {d.model}; see `list`")
     add_run_options(p, sweep=False)
 
     sub.add_parser("list", help="list sweeps, models and optimisers")
@@ -231,12 +226,9 @@ def add_reproduce_parser(sub) -> None:
 # -- sweep and train --------------------------------------------------------------------
 
 def overrides(args) -> dict:
-    """CLI options that replace the sweep file's values."""
-    names = {"mode": "mode", "precision": "precision", "dataset": "dataset", "data_dir": "data_dir",
-             "train_size": "train_size", "test_size": "test_size", "steps": "steps", "device": "device",
-             "trace_steps": "trace_steps", "epochs": "epochs", "flush_subnormals": "flush_subnormals",
-             "threads": "threads"}
-    return {field: getattr(args, opt) for opt, field in names.items() if getattr(args, opt, None) is not None}
+    """Command-line settings that replace the sweep file's values (those given)."""
+    names = [f.name for f in RunConfig.settings(cli="run")] + ["epochs"]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def choose_backends(requested: str, notes: list[str]) -> list[str]:
@@ -436,10 +428,8 @@ def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> Confi
         return error  # the file is fine: a command-line option is at fault
     except ConfigError:
         pass
-    detail = str(error).split(": ", 1)[-1]
-    match = re.match(r"(?:[\w ]* )?(\w+) must |unknown (\w+) ", detail)
-    line = sweeps._line_of(path, match.group(1) or match.group(2)) if match else None
-    return ConfigError(f"sweep file {path}: {error}" + (f" (line {line})" if line else ""))
+    line = sweeps._line_of(path, error.key)
+    return ConfigError(f"sweep file {path}: {error}" + (f" (line {line})" if line else ""), error.key)
 
 
 def cmd_train(args, echo) -> int:
@@ -453,8 +443,7 @@ def cmd_train(args, echo) -> int:
     if name_problem(name):
         raise ConfigError(f"--savepath {args.savepath}: the run is named after its last folder, and {name!r} "
                           f"{name_problem(name)}")
-    values = {k: getattr(args, k) for k in ("eta", "lambda_", "batchsize", "seed", "infotime",
-                                            "checktime", "optimizer", "model")}
+    values = {f.name: getattr(args, f.name) for f in RunConfig.settings(cli="train")}
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
     notes = []
     backends = choose_backends(args.backend, notes)

@@ -14,11 +14,6 @@ PRECISIONS = ("float32", "float64")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-t10k-split")
 DEVICES = ("cpu", "cuda")
 
-# Upper bounds of the whole-number settings: far beyond any real run, low enough that a typo
-# (an extra digit, 1e20) is said at once instead of overflowing somewhere in a backend.
-LIMITS = {"epochs": 100_000, "steps": 1_000_000_000, "batchsize": 1_000_000, "infotime": 100_000,
-          "checktime": 100_000, "seed": 2**32 - 1, "train_size": 1_000_000_000, "test_size": 1_000_000_000,
-          "valid_size": 1_000_000_000, "trace_steps": 10_000_000, "threads": 4096, "milestones": 100_000}
 NAME_MAX = 100  # characters of a run or sweep name (a folder name, with "-seed<N>" after it)
 
 
@@ -45,44 +40,84 @@ def name_problem(name) -> str | None:
     return None
 
 
+def setting(default=None, *, factory=None, what: str | None = None, low=None, above=None, below=None, high=None,
+            note: str = "", choices=None, cli: str | None = None, help: str = "", julia: bool = False,
+            result: bool = True):
+    """A RunConfig field with what the rest of the package needs to know of it: one row of the settings table.
+    Its type is the field's annotation (`int | None`: the value may be left out).
+
+    what:        its name in messages (default: the name users write, see USER_NAMES)
+    low, above:  its lower bound (>= low, or > above; `note` follows the bound in the message)
+    below, high: its upper bound (< below, or <= high: high catches typos such as an extra digit at once,
+                 instead of an overflow somewhere in a backend)
+    choices:     a callable giving the allowed values (called when validating: models and rules are tables too)
+    cli:         "run": an option of sweep, train and reproduce; "train": one of train's (the post's Args)
+    julia:       handed to the Flux backend as it is (fluxlenet.backends.flux_layout.job_spec)
+    result:      whether it changes a run's results (a rerun with another value is another run)
+    """
+    meta = {"what": what, "low": low, "above": above, "below": below, "high": high, "note": note,
+            "choices": choices, "cli": cli, "help": help, "julia": julia, "result": result}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class RunConfig:
-    # where the run belongs
-    sweep: str = "train"
-    run: str = "default"
-    backend: str = "torch"
+    # where the run belongs (a name is one folder: see name_problem)
+    sweep: str = setting("train")
+    run: str = setting("default")
+    backend: str = setting("torch", choices=lambda: BACKENDS)
     # what is trained: the post's Args (conv_mnist.jl) and the rest of the protocol
-    model: str = "lenet5"
-    optimizer: str = "Adam"
-    eta: float = 3e-4
-    lambda_: float = 0.0
-    rho: float = 0.9                 # momentum of Momentum / Nesterov
-    batchsize: int = 128
-    epochs: int = 10
-    steps: int | None = None         # a budget of optimiser steps instead of whole epochs
-    seed: int = 0
-    infotime: int = 1
-    checktime: int = 5
-    warmup_epochs: float = 0.0
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
+    model: str = setting("lenet5", choices=lambda: models.MODELS, cli="train", help="see `list`")
+    optimizer: str = setting("Adam", choices=lambda: optim_spec.OPTIMISERS, cli="train", help="see `list`")
+    eta: float = setting(3e-4, what="learning rate eta", above=0, cli="train", help="learning rate")
+    lambda_: float = setting(0.0, what="lambda", low=0, cli="train",
+                             help="L2 regularisation: Optimiser(WeightDecay(lambda), opt) when > 0")
+    rho: float = setting(0.9, what="momentum", low=0, below=1, help="momentum of Momentum / Nesterov")
+    batchsize: int = setting(128, low=1, high=1_000_000, cli="train", julia=True)
+    epochs: int = setting(10, low=1, high=100_000, julia=True)
+    steps: int | None = setting(None, low=1, high=1_000_000_000, cli="run", julia=True,
+                                help="stop after N optimiser steps instead of whole epochs")
+    seed: int = setting(0, low=0, high=2**32 - 1, cli="train", julia=True)
+    infotime: int = setting(1, low=1, high=100_000, cli="train", julia=True, help="report every INFOTIME epochs")
+    checktime: int = setting(5, low=0, note=" (0: no checkpoints)", high=100_000, cli="train", julia=True,
+                             help="checkpoint every CHECKTIME epochs, 0 for none")
+    warmup_epochs: float = setting(0.0, low=0, high=100_000, julia=True)
+    milestones: list[int] = setting(factory=list, low=1, high=100_000, julia=True)
+    gamma: float = setting(0.1, above=0, julia=True)
     # data
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    train_size: int | None = None
-    test_size: int | None = None
-    valid_size: int = 0              # held out of the training set, balanced per class, fixed by the seed
+    dataset: str = setting("mnist", choices=lambda: DATASETS, cli="run",
+                           help="mnist-t10k-split trains on the first 8,000 MNIST test images and tests on the "
+                                "last 2,000")
+    data_dir: str | None = setting(None, result=False, cli="run",
+                                   help="folder with the dataset files (default: $FLUXLENET_DATA, else a user cache "
+                                        "folder; missing files are downloaded)")
+    train_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N training samples")
+    test_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N test samples")
+    # held out of the training set, balanced per class, fixed by the seed
+    valid_size: int = setting(0, low=0, high=1_000_000_000)
     # how it runs
-    mode: str = "lockstep"
-    precision: str = "float32"
-    device: str = "cpu"
-    threads: int | None = None
-    trace_steps: int = 0
+    mode: str = setting("lockstep", choices=lambda: MODES, cli="run", julia=True,
+                        help="lockstep: both frameworks start from the same weights and see the same batches; "
+                             "native: each uses its own RNG")
+    precision: str = setting("float32", choices=lambda: PRECISIONS, cli="run", julia=True,
+                             help="float64: lockstep runs of the two frameworks agree to about 1e-16")
+    device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
+                          help="cuda: PyTorch on the GPU (Flux runs on the CPU)")
+    threads: int | None = setting(None, low=1, high=4096, cli="run", result=False,
+                                  help="threads of each backend run (default: the cores // --jobs; 1 with "
+                                       "--executor ray)")
+    trace_steps: int = setting(0, low=0, high=10_000_000, cli="run", julia=True, result=False,
+                               help="record the loss at each of the first N optimiser steps (trace.csv)")
     # Flush subnormal floats to zero (FTZ/DAZ), in both frameworks. Off by default, as Julia and
     # torch are: it changes float32 results (slightly, then chaotically), but the moments of dead
     # units get stuck in the subnormals (0.9 x the smallest ones rounds back to them), and with L2
     # the weights too: steps get up to 3x slower.
-    flush_subnormals: bool = False
+    flush_subnormals: bool = setting(False, cli="run", julia=True,
+                                     help="flush subnormal floats to zero in both frameworks: faster (the post's "
+                                          "protocol 1.6x, its L2 = 1e-2 run 2.4x), slightly different float32 "
+                                          "results (off by default, as in Julia and torch)")
 
     # names as users write them (TOML / CLI) -> field names
     ALIASES = {"lambda": "lambda_", "λ": "lambda_", "η": "eta", "momentum": "rho"}
@@ -92,17 +127,23 @@ class RunConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def settings(cls, cli: str | None = None, julia: bool | None = None) -> list[dataclasses.Field]:
+        """The rows of the settings table (the fields), those with the given `cli` group or `julia` flag."""
+        return [f for f in dataclasses.fields(cls)
+                if (cli is None or f.metadata["cli"] == cli) and (julia is None or f.metadata["julia"] == julia)]
+
+    @classmethod
     def from_dict(cls, values: dict, where: str = "") -> "RunConfig":
         """Build from user-facing keys, with a clear error naming an unknown key or a bad type."""
-        names = cls.field_names()
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in values.items():
             name = cls.ALIASES.get(key, key)
-            if name not in names:
-                known = sorted(set(names) - {"lambda_"} | {"lambda"})
+            if name not in fields:
+                known = sorted(set(fields) - {"lambda_"} | {"lambda"})
                 raise ConfigError(f"{where}unknown setting {key!r}; known settings: {', '.join(known)}", key)
             try:
-                kwargs[name] = _coerce(name, value, where)
+                kwargs[name] = _coerce(fields[name], value, where)
             except ConfigError as e:
                 raise ConfigError(str(e), key) from None
         return cls(**kwargs)
@@ -114,48 +155,17 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "RunConfig":
-        """Raise ConfigError for impossible values; returns self."""
-        def need(ok, message):
-            if not ok:
-                raise ConfigError(f"run {self.run!r}: {message}")
-
+        """Raise ConfigError (naming the setting at fault in `key`) for impossible values; returns self."""
         for what, name in (("sweep name", self.sweep), ("run name", self.run)):
             problem = name_problem(name)
             if problem:
-                raise ConfigError(f"{what} {name!r} {problem}")
-        need(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        need(self.mode in MODES, f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
-        need(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        need(self.model in models.MODELS, f"unknown model {self.model!r}; known: {', '.join(models.MODELS)}")
-        need(self.optimizer in optim_spec.OPTIMISERS,
-             f"unknown optimizer {self.optimizer!r}; known: {', '.join(optim_spec.OPTIMISERS)}")
-        need(math.isfinite(self.eta) and self.eta > 0, f"learning rate eta must be > 0, not {self.eta}")
-        need(math.isfinite(self.lambda_) and self.lambda_ >= 0, f"lambda must be >= 0, not {self.lambda_}")
-        need(0 <= self.rho < 1, f"momentum must be in [0, 1), not {self.rho}")
-        need(self.batchsize >= 1, f"batchsize must be >= 1, not {self.batchsize}")
-        need(self.epochs >= 1, f"epochs must be >= 1, not {self.epochs}")
-        need(self.steps is None or self.steps >= 1, f"steps must be >= 1, not {self.steps}")
-        need(self.infotime >= 1, f"infotime must be >= 1, not {self.infotime}")
-        need(self.checktime >= 0, f"checktime must be >= 0 (0: no checkpoints), not {self.checktime}")
-        need(self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, not {self.warmup_epochs}")
-        need(self.gamma > 0, f"gamma must be > 0, not {self.gamma}")
-        need(all(m >= 1 for m in self.milestones), f"milestones must be epochs >= 1, not {self.milestones}")
-        need(self.seed >= 0, f"seed must be >= 0, not {self.seed}")
-        need(self.train_size is None or self.train_size >= 1, f"train_size must be >= 1, not {self.train_size}")
-        need(self.test_size is None or self.test_size >= 1, f"test_size must be >= 1, not {self.test_size}")
-        need(self.valid_size >= 0, f"valid_size must be >= 0, not {self.valid_size}")
-        need(self.trace_steps >= 0, f"trace_steps must be >= 0, not {self.trace_steps}")
-        need(self.threads is None or self.threads >= 1, f"threads must be >= 1, not {self.threads}")
-        need(all(math.isfinite(x) for x in (self.rho, self.warmup_epochs, self.gamma)),
-             "momentum, warmup_epochs and gamma must be finite numbers")
-        for key, limit in LIMITS.items():
-            values = getattr(self, key)
-            for value in values if isinstance(values, list) else [values]:
-                need(value is None or value <= limit, f"{key} must be at most {limit:,}, not {value}")
-        need(self.warmup_epochs <= LIMITS["epochs"], f"warmup_epochs must be at most {LIMITS['epochs']:,}, "
-                                                     f"not {self.warmup_epochs}")
+                raise ConfigError(f"{what} {name!r} {problem}", "name")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, list) else [value]:
+                problem = _bound_problem(f, item)
+                if problem:
+                    raise ConfigError(f"run {self.run!r}: {problem}", USER_NAMES.get(f.name, f.name))
         return self
 
     # -- what the backends receive ------------------------------------------------
@@ -187,10 +197,7 @@ class RunConfig:
 
     def semantic_dict(self) -> dict:
         """The settings that change the result; a rerun with other values here is another run."""
-        d = self.to_dict()
-        for key in ("data_dir", "device", "threads", "trace_steps"):
-            d.pop(key)
-        return d
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["result"]}
 
     def differences(self, stored: dict) -> list[str]:
         """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
@@ -200,24 +207,51 @@ class RunConfig:
         return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items() if there[k] != v]
 
 
-def _coerce(name: str, value, where: str):
-    """Type-check one TOML/CLI value against the RunConfig field `name`."""
-    kinds = {"eta": float, "lambda_": float, "rho": float, "gamma": float, "warmup_epochs": float,
-             "batchsize": int, "epochs": int, "steps": int, "seed": int, "infotime": int, "checktime": int,
-             "train_size": int, "test_size": int, "valid_size": int, "threads": int, "trace_steps": int,
-             "flush_subnormals": bool}
-    user_name = {"lambda_": "lambda", "rho": "momentum"}.get(name, name)
-    if name == "milestones":
+USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ
+_KINDS = {"float": float, "int": int, "bool": bool, "str": str, "list[int]": list}
+
+
+def _kind(f: dataclasses.Field) -> tuple[type, bool]:
+    """(type, whether None is allowed) of a RunConfig field, from its annotation."""
+    parts = [p.strip() for p in str(f.type).split("|")]
+    return _KINDS[parts[0]], "None" in parts
+
+
+def _bound_problem(f: dataclasses.Field, value) -> str | None:
+    """What is wrong with `value` for the setting `f` (its choices and bounds), or None."""
+    m = f.metadata
+    label = m["what"] or USER_NAMES.get(f.name, f.name)
+    if value is None:
+        return None
+    if m["choices"] is not None and value not in m["choices"]():
+        return f"unknown {label} {value!r}; known: {', '.join(m['choices']())}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{label} must be finite, not {value}"
+    if m["low"] is not None and m["below"] is not None and not m["low"] <= value < m["below"]:
+        return f"{label} must be in [{m['low']}, {m['below']}), not {value}"
+    if m["above"] is not None and not value > m["above"]:
+        return f"{label} must be > {m['above']}, not {value}"
+    if m["low"] is not None and not value >= m["low"]:
+        return f"{label} must be >= {m['low']}{m['note']}, not {value}"
+    if m["high"] is not None and not value <= m["high"]:
+        return f"{label} must be at most {m['high']:,}, not {value}"
+    return None
+
+
+def _coerce(f: dataclasses.Field, value, where: str):
+    """Type-check one TOML/CLI value against the RunConfig field `f`."""
+    kind, optional = _kind(f)
+    user_name = USER_NAMES.get(f.name, f.name)
+    if value is None and optional:
+        return None
+    if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where}{user_name} must be a list of whole epochs, not {value!r}")
+            raise ConfigError(f"{where}{user_name} must be a list of whole numbers, not {value!r}")
         return list(value)
-    kind = kinds.get(name)
-    if kind is None:
-        if value is not None and not isinstance(value, str):
+    if kind is str:
+        if not isinstance(value, str):
             raise ConfigError(f"{where}{user_name} must be a string, not {value!r}")
         return value
-    if value is None and name in ("steps", "train_size", "test_size", "threads"):
-        return None
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}{user_name} must be true or false, not {value!r}")

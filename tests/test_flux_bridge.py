@@ -210,7 +210,7 @@ def test_job_spec_is_json_and_toml_ready(tmp_path):
     cfg = config()
     job = fl.job_spec(cfg, savepath=str(tmp_path / "run \"x\" ü"), progress=True)
     assert json.loads(json.dumps(job)) == job
-    assert tomllib.loads(fl.to_toml(job)) == job  # what Julia's TOML.parse reads back
+    assert tomllib.loads(fl.job_toml(cfg, str(tmp_path / "run \"x\" ü"), progress=True)) == job  # as Julia reads it
     assert job["layers"] == cfg.layers() and job["rules"] == cfg.optimiser_chain()
     assert job["rules"][0] == {"rule": "WeightDecay", "lambda": 1e-6}
     assert "steps" not in job  # no budget: TOML has no null, so the key is absent
@@ -220,20 +220,22 @@ def test_job_spec_is_json_and_toml_ready(tmp_path):
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_model_round_trips_through_toml(name):
     cfg = RunConfig(model=name, dataset="cifar10" if name == "cifar-cnn" else "mnist").validate()
+    assert tomllib.loads(fl.job_toml(cfg, savepath="runs")) == fl.job_spec(cfg, savepath="runs")
+
+
+def test_job_floats_round_trip_exactly():
+    for eta in (3e-4, 1e-8, 1e-16, 0.1, 0.9, 0.999, 123456789.123, 5e-324, 1e300, 2.0 ** -30):
+        cfg = config(eta=eta)
+        assert tomllib.loads(fl.job_toml(cfg, "runs"))["rules"][1]["eta"] == eta
+
+
+def test_a_setting_marked_julia_reaches_the_job():
+    """The job is built from RunConfig's table: every setting marked `julia` is in it, with its value."""
+    cfg = config(steps=7, flush_subnormals=True, precision="float64")
     job = fl.job_spec(cfg, savepath="runs")
-    assert tomllib.loads(fl.to_toml(job)) == job
-
-
-def test_toml_writer_floats_round_trip_exactly():
-    values = [3e-4, 1e-8, 1e-16, 0.1, 1.0, 0.9, 0.999, 123456789.123, 5e-324, 1e300, 2.0 ** -30]
-    back = tomllib.loads(fl.to_toml({"x": values, "y": 1e-06}))
-    assert back["x"] == values and back["y"] == 1e-06
-    with pytest.raises(ValueError):
-        fl.to_toml({"a": None})
-    with pytest.raises(ValueError):
-        fl.to_toml({"a": {"nested": 1}})
-    with pytest.raises(ValueError):
-        fl.to_toml({"bad key": 1})
+    for f in RunConfig.settings(julia=True):
+        assert job[f.name] == getattr(cfg, f.name), f.name
+    assert not set(job) & {f.name for f in RunConfig.settings(julia=False)}
 
 
 def test_the_julia_side_reads_every_key_we_write():

@@ -22,10 +22,11 @@ arguments (zero-copy), callbacks as Python callables.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
+import tomli_w
 
+from ..config import RunConfig
 from ..init import epoch_permutation
 from ..models import has_weights
 
@@ -99,90 +100,28 @@ def permutation_matrix(seed: int, epochs: int, n: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ settings
 
-# The keys of the job document, each read by FluxLeNet.args_from_job (julia/src/bridge.jl).
-JOB_KEYS = ("batchsize", "epochs", "steps", "seed", "infotime", "checktime", "savepath",
-            "warmup_epochs", "milestones", "gamma", "precision", "mode", "trace_steps", "flush_subnormals",
-            "progress", "resume", "layers", "rules")
+# What the job document holds besides the settings marked `julia` in RunConfig's table (config.setting):
+# the run's folder, whether to show progress and resume, and the model and optimiser as specs.
+DERIVED_KEYS = ("savepath", "progress", "resume", "layers", "rules")
+# The keys of the job document, each read by FluxLeNet.args_from_job or run_job (julia/src/bridge.jl).
+JOB_KEYS = tuple(f.name for f in RunConfig.settings(julia=True)) + DERIVED_KEYS
 
 
 def job_spec(cfg, savepath: str, progress: bool = False, resume: bool = True) -> dict:
     """Everything the Julia loop needs to know about a run, as a JSON/TOML-ready dict.
 
-    `layers` and `rules` are the very dicts of fluxlenet.models / optim_spec (the Julia side builds
-    the Chain and the OptimiserChain from them); `steps` is left out when there is no step budget
-    (TOML has no null).
+    The settings marked `julia` in the table as they are; `layers` and `rules` are the very dicts of
+    fluxlenet.models / optim_spec (the Julia side builds the Chain and the OptimiserChain from them).
+    A setting left unset (a step budget of None) is left out: TOML has no null, and Julia then keeps
+    its default.
     """
-    job = {
-        "batchsize": cfg.batchsize,
-        "epochs": cfg.epochs,
-        "seed": cfg.seed,
-        "infotime": cfg.infotime,
-        "checktime": cfg.checktime,
-        "savepath": str(savepath),
-        "warmup_epochs": float(cfg.warmup_epochs),
-        "milestones": [int(m) for m in cfg.milestones],
-        "gamma": float(cfg.gamma),
-        "precision": cfg.precision,
-        "mode": cfg.mode,
-        "trace_steps": cfg.trace_steps,
-        "flush_subnormals": bool(cfg.flush_subnormals),
-        "progress": bool(progress),
-        "resume": bool(resume),
-        "layers": [dict(layer) for layer in cfg.layers()],
-        "rules": [dict(rule) for rule in cfg.optimiser_chain()],
-    }
-    if cfg.steps is not None:
-        job["steps"] = cfg.steps
+    job = {f.name: getattr(cfg, f.name) for f in RunConfig.settings(julia=True) if getattr(cfg, f.name) is not None}
+    job.update(savepath=str(savepath), progress=bool(progress), resume=bool(resume),
+               layers=[dict(layer) for layer in cfg.layers()], rules=[dict(rule) for rule in cfg.optimiser_chain()])
     json.dumps(job)  # JSON-ready by construction; fail here, not in Julia, if not
     return job
 
 
-def to_toml(doc: dict) -> str:
-    """A small TOML writer for job documents: scalars, arrays of scalars, and arrays of flat tables.
-
-    Top-level scalars and scalar arrays come first, then each list of dicts as `[[name]]` tables.
-    Nested dicts (other than inside such lists) and None values are not supported: say so.
-    """
-    head, tables = [], []
-    for key, value in doc.items():
-        _check_key(key)
-        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for item in value:
-                tables.append(f"\n[[{key}]]")
-                for k, v in item.items():
-                    _check_key(k)
-                    tables.append(f"{k} = {_toml_value(v, f'{key}.{k}')}")
-        else:
-            head.append(f"{key} = {_toml_value(value, key)}")
-    return "\n".join(head + tables) + "\n"
-
-
 def job_toml(cfg, savepath: str, progress: bool = False, resume: bool = True) -> str:
-    return to_toml(job_spec(cfg, savepath, progress=progress, resume=resume))
-
-
-def _check_key(key) -> None:
-    if not isinstance(key, str) or not key or not all(c.isalnum() or c in "_-" for c in key):
-        raise ValueError(f"TOML key {key!r}: only bare keys (letters, digits, _ and -) are written")
-
-
-def _toml_value(value, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        text = repr(value)  # shortest round-trip form: Julia parses it back to the same Float64
-        return text if any(c in text for c in ".en") else text + ".0"
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string: same escapes as JSON for what we write
-    if isinstance(value, (list, tuple)):
-        if any(isinstance(v, (dict, list, tuple)) for v in value):
-            raise ValueError(f"{where}: nested arrays are not written")
-        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    raise ValueError(f"{where}: cannot write {type(value).__name__} {value!r} as TOML")
+    """The job document as TOML, which Julia's standard library reads (tomli-w writes floats exactly)."""
+    return tomli_w.dumps(job_spec(cfg, savepath, progress=progress, resume=resume))
