@@ -40,7 +40,7 @@ from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODU
                                  FigureVerdict, Sample)
 from parity.runs import RunFiles
 
-from . import report
+from . import plots, render, summaries
 from .config import ConfigError
 from .fsutil import atomic_write_text
 from .targets import Claim, Target
@@ -534,7 +534,7 @@ def plot_bands(rep: Reproduction, sweep: str, path: Path) -> Path:
                 band = epoch_bands(side_runs, metric)
                 if band.empty:
                     continue
-                colour = report.SIDE_COLOURS.get(side)
+                colour = plots.SIDE_COLOURS.get(side)
                 n = int(band.n.max())
                 ax.plot(band.index, band["mean"], "-", color=colour, marker="o", markersize=3,
                         label=f"{BACKEND_NAMES.get(side, side)} mean of {n}")
@@ -543,25 +543,25 @@ def plot_bands(rep: Reproduction, sweep: str, path: Path) -> Path:
                 ax.fill_between(band.index, band["min"], band["max"], color=colour, alpha=0.12, label="min–max")
             if j.applies and j.pub.epochs is not None and metric in j.pub.epochs:
                 ref = j.pub.epochs[metric].dropna()
-                ax.plot(ref.index, ref.to_numpy(), ":", color=report.PUBLISHED_COLOUR, marker="s", markersize=3,
+                ax.plot(ref.index, ref.to_numpy(), ":", color=plots.PUBLISHED_COLOUR, marker="s", markersize=3,
                         label="published")
             elif j.applies and j.pub.final_value(metric) is not None:
                 last = max((int(r.log.index.max()) for rs in j.sides.values() for r in rs if len(r.log)), default=0)
-                ax.plot([last], [j.pub.final_value(metric)], "*", color=report.PUBLISHED_COLOUR, markersize=12,
+                ax.plot([last], [j.pub.final_value(metric)], "*", color=plots.PUBLISHED_COLOUR, markersize=12,
                         label="published (final)")
             ax.set_title(f"{j.run}: {metric.replace('_', ' ')}", fontsize=10)
             ax.set_xlabel("epoch")
             ax.set_ylabel(metric.replace("_", " ").replace("acc", "accuracy (%)"))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if metric.endswith("loss"):
-                report.log_scale_if_positive(ax)
-            elif report._zoom_on_training(ax, j.sides, [metric], j.pub if j.applies else None):
+                plots.log_scale_if_positive(ax)
+            elif plots.zoom_on_training(ax, j.sides, [metric], j.pub if j.applies else None):
                 ax.set_xlabel("epoch (epoch 0 below the axis)")
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
     title = f"{sweep}: our seeds per epoch (line: mean, dark: ± sd, light: min–max), published: black"
     fig.suptitle(textwrap.fill(title, int(9 * 3.8 * cols)), fontsize=11)
-    return report._save(fig, path)
+    return plots.save_figure(fig, path)
 
 
 def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Path:
@@ -582,7 +582,7 @@ def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Pat
                 if j.applies:
                     value = j.pub.final_value("test_acc") if what == "accuracy" else j.pub.seconds_per_epoch
                 if value is not None:
-                    ax.bar(x, value, width, color="lightgrey", edgecolor=report.PUBLISHED_COLOUR, hatch="//",
+                    ax.bar(x, value, width, color="lightgrey", edgecolor=plots.PUBLISHED_COLOUR, hatch="//",
                            label="published" if "published" not in ax.get_legend_handles_labels()[1] else None)
                     ax.annotate(f"{value:.2f}" if what == "accuracy" else f"{value:.3g}", (x, value), ha="center",
                                 va="bottom", fontsize=7)
@@ -596,7 +596,7 @@ def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Pat
             sd = sample.sd or 0.0
             name = BACKEND_NAMES.get(column, column)
             ax.bar(x, sample.mean, width, yerr=sd if sample.n > 1 else None, capsize=3,
-                   color=report.SIDE_COLOURS.get(column, "C0"),
+                   color=plots.SIDE_COLOURS.get(column, "C0"),
                    label=name if name not in ax.get_legend_handles_labels()[1] else None)
             ax.plot([x] * sample.n, sample.values, "k.", markersize=4)
             ax.annotate(f"{sample.mean:.2f}" if what == "accuracy" else f"{sample.mean:.3g}", (x, sample.mean + sd),
@@ -604,7 +604,7 @@ def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Pat
             values += [sample.mean - sd, sample.mean + sd, *sample.values]
     for side in SIDES:
         if side not in rep.sides:
-            ax.bar([0], [0], 0, color=report.SIDE_COLOURS.get(side), label=f"{BACKEND_NAMES[side]}: not run")
+            ax.bar([0], [0], 0, color=plots.SIDE_COLOURS.get(side), label=f"{BACKEND_NAMES[side]}: not run")
     ylabel = "final test accuracy (%)" if what == "accuracy" else "seconds per epoch (median of a run)"
     if values and what == "accuracy":
         low, high = min(values), max(values)
@@ -619,7 +619,7 @@ def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Pat
     ax.set_title(textwrap.fill(title, int(9 * width_in)), fontsize=11)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return report._save(fig, path)
+    return plots.save_figure(fig, path)
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -680,7 +680,7 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
         if name not in rep.results:
             ran.append(f"{name}: not run yet.")
             continue
-        ran += [f"{name}: {line}" for line in report.what_ran(rep.results[name])
+        ran += [f"{name}: {line}" for line in summaries.what_ran(rep.results[name])
                 if not (rep.planted and line.startswith("Published figures ("))]  # the shipped ones: not used
     blocks.append(("ul", list(dict.fromkeys(ran))))
 
@@ -698,7 +698,7 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
         for title, path in plots.get(name, {}).items():
             if title != "band":
                 blocks.append(("img", path, f"{name}: {title}"))
-    notes = [] if rep.planted else [n for name in rep.results for n in report.published_notes(rep.results[name])]
+    notes = [] if rep.planted else [n for name in rep.results for n in summaries.published_notes(rep.results[name])]
     if notes:
         blocks.append(("ul", list(dict.fromkeys(notes))))
 
@@ -758,7 +758,7 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
     blocks.append(("h2", "Environment"))
     env = {}
     for result in rep.results.values():
-        header, rows = report.environment_rows(result)
+        header, rows = summaries.environment_rows(result)
         for row in rows:
             if row[1] != "not run" or row[0] not in env:
                 env[row[0]] = row
@@ -784,8 +784,8 @@ def write_report(target: Target, runs_dir: str | Path = "runs", policy: Policy |
                        "band": plot_bands(rep, name, folder / f"band-{name}.png")}
     blocks = build_blocks(rep, plots)
     atomic_write_text(rep.files["figures"], figures_csv(rep))
-    atomic_write_text(rep.files["markdown"], report.to_markdown(blocks, folder))
-    atomic_write_text(rep.files["html"], report.to_html(blocks, f"Reproduction: {target.title}"))
+    atomic_write_text(rep.files["markdown"], render.to_markdown(blocks, folder))
+    atomic_write_text(rep.files["html"], render.to_html(blocks, f"Reproduction: {target.title}"))
     return rep
 
 

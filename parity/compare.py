@@ -32,6 +32,9 @@ BACKEND_NAMES = {"flux": "Flux", "torch": "PyTorch"}
 # the status of a run or a sweep is the first of these that one of its checks has
 STATES = ("fail", "incomplete", "inconclusive", "pass")
 # a check's status in words, by kind (a published check says whether the figures reproduced)
+# How a check's status reads, in the parity table and in the reports: one word each.
+STATUS_WORDS = {"pass": "pass", "fail": "FAIL", "incomplete": "INCOMPLETE", "not compared": "not compared",
+                "n/a": "n/a", "inconclusive": "inconclusive"}
 PUBLISHED_WORDS = {"pass": "reproduced", "fail": "NOT REPRODUCED", "inconclusive": "inconclusive", "n/a": "n/a"}
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 
-from .compare import PUBLISHED_WORDS, Check, SweepResult, fmt
-
-STATUS = {"pass": "pass", "fail": "FAIL", "n/a": "n/a", "incomplete": "INCOMPLETE", "not compared": "not compared",
-          "inconclusive": "inconclusive"}
+from .compare import PUBLISHED_WORDS, STATUS_WORDS, Check, SweepResult, fmt
 
 
 def check_word(check: Check) -> str:
-    return PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS[check.status]
+    return PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS_WORDS[check.status]
 
 
 def _epochs(check: Check) -> str:
@@ -51,7 +48,7 @@ def result_lines(result: SweepResult) -> list[str]:
     lines.append("")
     lines.append("Verdicts:")
     for verdict in result.verdicts:
-        lines.append(f"  {verdict.run:<{run_width}} {STATUS[verdict.status]}")
+        lines.append(f"  {verdict.run:<{run_width}} {STATUS_WORDS[verdict.status]}")
         for message in verdict.failures():
             lines.append(f"      {message}")
         for item in verdict.incomplete:
@@ -61,7 +58,7 @@ def result_lines(result: SweepResult) -> list[str]:
                 if not note.startswith("compared up to"):
                     lines.append(f"      note ({check.a} vs {check.b}): {note}")
     failed = sum(v.status == "fail" for v in result.verdicts)
-    lines.append(f"Sweep {result.name}: {STATUS[result.status]}"
+    lines.append(f"Sweep {result.name}: {STATUS_WORDS[result.status]}"
                  + (f" ({failed} of {len(result.verdicts)} runs failed)" if failed else ""))
     lines.append("")
     used = {c.kind for c in result.checks()}

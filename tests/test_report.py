@@ -196,14 +196,14 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
 
 def test_test_loss_is_plotted_on_a_log_scale(runs, tmp_path, monkeypatch):
     """Epoch 0's loss of 2.3 would flatten the others onto the axis: the loss panels are logarithmic."""
-    from fluxlenet import report
+    from fluxlenet import plots
     from parity import compare_sweep
-    scales, save = {}, report._save
+    scales, save = {}, plots.save_figure
 
     def record(fig, path):
         scales[path.name] = [ax.get_yscale() for ax in fig.axes if ax.has_data()]
         return save(fig, path)
-    monkeypatch.setattr(report, "_save", record)
-    report.make_plots(compare_sweep("optimizer", runs), tmp_path)
+    monkeypatch.setattr(plots, "save_figure", record)
+    plots.make_plots(compare_sweep("optimizer", runs), tmp_path)
     assert scales["test-loss.png"] == ["log"] * 3
     assert scales["test-accuracy.png"] == ["linear"] * 3
