@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 
 from .config import ConfigError
-from .runner import STOP_WAIT_S, Task, _mark, _raise_interrupt, _wait_until_free, finish_task, start_tasks
+from .runner import STOP_WAIT_S, Task, mark_run, raise_interrupt, wait_until_free, finish_task, start_tasks
 from .runlog import FINAL_STATES, read_status
 from .worker import JOBS_ENV, worker_main
 
@@ -136,7 +136,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
     from .data import dataset_dir
     data_dirs = sorted({str(Path(dataset_dir(t.cfg.dataset, t.cfg.data_dir)).resolve()) for t in tasks})
     check_storage(ray, folder, data_dirs)
-    _wait_until_free(tasks, echo)
+    wait_until_free(tasks, echo)
 
     remote = ray.remote(run_in_worker)
     pending: dict = {}
@@ -149,7 +149,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
     failed_to_start = [t for t in tasks if t not in pending.values()]
     if failed_to_start:
         results["failed"] = failed_to_start
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
+    old_term = signal.signal(signal.SIGTERM, raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # a timeout: Ctrl-C gets through
@@ -161,7 +161,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
             except Exception as e:  # the task itself was lost (its node died): the run did not finish
                 code = None
                 if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                    _mark(task.run_dir, "failed", f"its Ray task was lost ({type(e).__name__})", echo)
+                    mark_run(task.run_dir, "failed", f"its Ray task was lost ({type(e).__name__})", echo)
             results.setdefault(finish_task(task, code, echo), []).append(task)
     except KeyboardInterrupt:
         echo(f"\nStopping {len(pending)} Ray task(s): their runs save their state ...")
@@ -170,7 +170,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
         ray.wait(list(pending), num_returns=len(pending), timeout=STOP_WAIT_S + 5)
         for task in pending.values():
             if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                _mark(task.run_dir, "interrupted", "stopped by Ctrl-C (its Ray task was cancelled)", echo)
+                mark_run(task.run_dir, "interrupted", "stopped by Ctrl-C (its Ray task was cancelled)", echo)
         raise
     finally:
         signal.signal(signal.SIGTERM, old_term)

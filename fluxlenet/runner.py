@@ -138,11 +138,11 @@ class SweepLock:
         self.file.close()
 
 
-def _raise_interrupt(signum, frame):
+def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _wait_until_free(tasks: list[Task], echo) -> None:
+def wait_until_free(tasks: list[Task], echo) -> None:
     """Wait for workers of a killed sweep, still alive a moment, to leave their run folders."""
     deadline = time.monotonic() + BUSY_WAIT_S
     for task in tasks:
@@ -251,9 +251,9 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
     running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]] = []
     idle: list[ServingWorker] = []
     results: dict[str, list[Task]] = {}
-    _wait_until_free(tasks, echo)
+    wait_until_free(tasks, echo)
     os.environ[JOBS_ENV] = str(jobs)  # inherited by the workers: labelled lines, no progress bars when > 1
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
+    old_term = signal.signal(signal.SIGTERM, raise_interrupt)  # a scheduler's SIGTERM is a Ctrl-C
 
     def finish(task: Task, exitcode: int | None) -> None:
         results.setdefault(finish_task(task, exitcode, echo), []).append(task)
@@ -316,7 +316,7 @@ def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConf
             write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
         except OSError as e:
             reason = f"cannot write {e.filename or task.run_dir}: {e.strerror or e}"
-            _mark(task.run_dir, "failed", reason, echo)
+            mark_run(task.run_dir, "failed", reason, echo)
             echo(f"--- {task.label} failed: {reason}")
             continue
         ready.append((task, cfg))
@@ -329,7 +329,7 @@ def finish_task(task: Task, exitcode: int | None, echo) -> str:
     status = read_status(task.run_dir)
     if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
         status = {"status": "failed", "reason": _death_reason(exitcode)}
-        _mark(task.run_dir, "failed", status["reason"], echo)
+        mark_run(task.run_dir, "failed", status["reason"], echo)
     if status["status"] in ("failed", "interrupted", "diverged"):
         echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
     return status["status"]
@@ -353,10 +353,10 @@ def _stop(running: list[tuple[multiprocessing.Process, Task, ServingWorker | Non
             proc.kill()
             proc.join()
         if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-            _mark(task.run_dir, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
+            mark_run(task.run_dir, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
 
 
-def _mark(folder: Path, status: str, reason: str, echo) -> None:
+def mark_run(folder: Path, status: str, reason: str, echo) -> None:
     """Record a run's end for a worker that could not (it died, or never started)."""
     from .runlog import RunLog
     try:
