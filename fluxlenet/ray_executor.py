@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 
 from .config import ConfigError
-from .runner import STOP_WAIT_S, Task, mark_run, raise_interrupt, wait_until_free, finish_task, start_tasks
+from .runner import STOP_WAIT_S, Task, finish_task, mark_run, raise_interrupt, start_tasks, wait_until_free
 from .runlog import FINAL_STATES, read_status
 from .worker import JOBS_ENV, worker_main
 
