@@ -14,9 +14,12 @@ from parity.compare import SweepResult, seed_stats
 from .fsutil import atomic_path
 from .summaries import side_name
 
+
 SIDE_COLOURS = {"flux": "#9558b2", "torch": "#ee4c2c"}   # Julia purple, PyTorch orange
 
+
 PUBLISHED_COLOUR = "black"
+
 
 def panel_grid(n: int, width: float = 3.8, height: float = 3.0, cols: int = 4):
     """A figure with one panel per run, at most `cols` a row."""
@@ -26,6 +29,7 @@ def panel_grid(n: int, width: float = 3.8, height: float = 3.0, cols: int = 4):
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     return fig, axes
 
+
 def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
     fig.tight_layout()
@@ -33,6 +37,7 @@ def save_figure(fig, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
+
 
 def seed_band(ax, runs, metric: str, colour: str, label: str, style: str = "-") -> None:
     runs = [r for r in runs if metric in r.log and r.log[metric].notna().any()]
@@ -45,6 +50,7 @@ def seed_band(ax, runs, metric: str, colour: str, label: str, style: str = "-") 
     mean, sd, n = seed_stats(runs)
     ax.plot(mean.index, mean[metric], style, color=colour, marker="o", markersize=3, label=f"{label} (mean of {n})")
     ax.fill_between(mean.index, mean[metric] - sd[metric], mean[metric] + sd[metric], color=colour, alpha=0.2)
+
 
 def zoom_on_training(ax, sides: dict, metrics: list[str], pub) -> bool:
     """Accuracy axes span the trained epochs, so that the initial weights' ~10% does not flatten the
@@ -63,6 +69,7 @@ def zoom_on_training(ax, sides: dict, metrics: list[str], pub) -> bool:
     ax.set_ylim(low - pad, min(100.0, high + pad) + pad / 2)
     return True
 
+
 def log_scale_if_positive(ax) -> None:
     """Losses on a log scale: from 2.3 at the initial weights down to a few hundredths, which a linear
     axis flattens onto zero."""
@@ -76,6 +83,7 @@ def log_scale_if_positive(ax) -> None:
         ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
         ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         ax.set_ylabel(ax.get_ylabel() + " (log scale)")
+
 
 def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
@@ -122,6 +130,7 @@ def plot_curves(result: SweepResult, split_metric: str, title: str, path: Path) 
     fig.suptitle(title, fontsize=12)
     return save_figure(fig, path)
 
+
 def plot_differences(result: SweepResult, path: Path) -> Path | None:
     """a - b per epoch for every check that has figures: the frameworks (with their band), and each - published."""
     checks = {run: [c for c in v.checks if c.diffs is not None] for run, v in
@@ -166,6 +175,7 @@ def plot_differences(result: SweepResult, path: Path) -> Path | None:
                 axes[r][c].axis("off")
     fig.suptitle("Differences per epoch (points of accuracy, loss)", fontsize=12)
     return save_figure(fig, path)
+
 
 def plot_final_bars(result: SweepResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
@@ -223,6 +233,7 @@ def plot_final_bars(result: SweepResult, path: Path) -> Path:
     ax.legend(fontsize=8)
     return save_figure(fig, path)
 
+
 def plot_traces(result: SweepResult, path: Path) -> Path | None:
     traced = {run: [r for s in sides.values() for r in s if r.trace is not None] for run, sides in result.groups.items()}
     runs = [run for run, rs in traced.items() if rs]
@@ -260,6 +271,7 @@ def plot_traces(result: SweepResult, path: Path) -> Path | None:
         fig.suptitle(f"Step traces (first {cols} of {len(runs)} runs)", fontsize=11)
     return save_figure(fig, path)
 
+
 def make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -268,6 +280,7 @@ def make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
         # print a warning with a source line for every such glyph
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
         return _make_plots(result, folder)
+
 
 def _make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
     name = result.name

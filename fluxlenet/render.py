@@ -5,12 +5,16 @@ embedded as data URIs, so the file opens from disk)."""
 from __future__ import annotations
 
 import base64
-import html
 import re
 from pathlib import Path
 
+import jinja2
+from markupsafe import Markup, escape
+
+
 def _inline_md(text: str) -> str:
     return text.replace("|", "\\|")
+
 
 def to_markdown(blocks: list[tuple], folder: Path) -> str:
     out = []
@@ -37,8 +41,6 @@ def to_markdown(blocks: list[tuple], folder: Path) -> str:
             out.append(f"![{block[2]}]({Path(block[1]).relative_to(folder)})")
     return "\n\n".join(out) + "\n"
 
-def _inline_html(text: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto;
@@ -57,7 +59,9 @@ td.pass, td.fail, td.incomplete, td.not-compared, td.inconclusive { font-weight:
 td.muted { color: #777; font-style: italic; white-space: nowrap; }
 """
 
+
 NUMERIC = re.compile(r"[0-9.,+\-−–/±()=\sena]*")
+
 
 STATE_CLASSES = {"pass": "pass", "FAIL": "fail", "INCOMPLETE": "incomplete", "not compared": "not-compared",
                  "inconclusive": "inconclusive", "reproduced": "pass", "NOT REPRODUCED": "fail",
@@ -65,39 +69,64 @@ STATE_CLASSES = {"pass": "pass", "FAIL": "fail", "INCOMPLETE": "incomplete", "no
                  "different": "fail",
                  "not run": "muted", "n/a": "muted num"}
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_inline_html(h)}</th>" for h in header)
-    body = []
-    for row in rows:
-        cells = []
-        for cell in row:
-            state = STATE_CLASSES.get(cell) or ("num" if NUMERIC.fullmatch(cell) else "")
-            cells.append(f"<td class=\"{state}\">{_inline_html(cell)}</td>" if state else f"<td>{_inline_html(cell)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+def _inline_html(text: str) -> Markup:
+    """Escaped text, `code` spans as <code>."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def _cell_class(cell: str) -> str:
+    """A table cell's CSS class: the colour of a verdict word, right alignment for figures."""
+    return STATE_CLASSES.get(cell) or ("num" if NUMERIC.fullmatch(cell) else "")
+
+
+def _data_uri(path: str) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+_ENV = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters.update(inline=_inline_html, cell_class=_cell_class, data_uri=_data_uri)
+
+
+_TABLE = """<table><thead><tr>{% for h in header %}<th>{{ h | inline }}</th>{% endfor %}</tr></thead><tbody>
+{% for row in rows %}<tr>{% for cell in row %}{% set c = cell | cell_class %}\
+<td{% if c %} class="{{ c }}"{% endif %}>{{ cell | inline }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>"""
+
+
+_PAGE = _ENV.from_string("""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{ title }}</title>
+<style>{{ css }}</style>
+</head>
+<body>
+{% macro table(header, rows) %}""" + _TABLE + """{% endmacro %}
+{% for b in blocks %}
+{% if b[0] in ("h1", "h2", "h3") %}
+<{{ b[0] }}>{{ b[1] | inline }}</{{ b[0] }}>
+{% elif b[0] == "p" %}
+<p>{{ b[1] | inline }}</p>
+{% elif b[0] == "verdict" %}
+<p class="verdict {{ b[1] | replace(' ', '-') }}">{{ b[2] | inline }}</p>
+{% elif b[0] == "ul" %}
+<ul>{% for item in b[1] %}<li>{{ item | inline }}</li>{% endfor %}</ul>
+{% elif b[0] == "table" %}
+{{ table(b[1], b[2]) }}
+{% elif b[0] == "tables" %}
+<div class="tables">{% for caption, header, rows in b[1] %}<div><p>{{ caption | inline }}</p>\
+{{ table(header, rows) }}</div>{% endfor %}</div>
+{% elif b[0] == "img" %}
+<h3>{{ b[2] | capitalize | inline }}</h3>
+<img alt="{{ b[2] }}" src="{{ b[1] | data_uri }}">
+{% endif %}
+{% endfor %}
+</body>
+</html>
+""")
+
 
 def to_html(blocks: list[tuple], title: str) -> str:
-    out = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>",
-           f"<style>{CSS}</style>\n</head>\n<body>"]
-    for block in blocks:
-        kind = block[0]
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{_inline_html(block[1])}</{kind}>")
-        elif kind == "p":
-            out.append(f"<p>{_inline_html(block[1])}</p>")
-        elif kind == "verdict":
-            out.append(f"<p class=\"verdict {block[1].replace(' ', '-')}\">{_inline_html(block[2])}</p>")
-        elif kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{_inline_html(item)}</li>" for item in block[1]) + "</ul>")
-        elif kind == "table":
-            out.append(_html_table(block[1], block[2]))
-        elif kind == "tables":
-            out.append("<div class=\"tables\">" + "".join(
-                f"<div><p>{_inline_html(caption)}</p>{_html_table(header, rows)}</div>"
-                for caption, header, rows in block[1]) + "</div>")
-        elif kind == "img":
-            data = base64.b64encode(Path(block[1]).read_bytes()).decode("ascii")
-            out.append(f"<h3>{_inline_html(block[2].capitalize())}</h3>"
-                       f"<img alt=\"{html.escape(block[2])}\" src=\"data:image/png;base64,{data}\">")
-    out.append("</body>\n</html>\n")
-    return "\n".join(out)
+    """The document as one self-contained HTML page (Jinja2 escapes every text; images embedded)."""
+    return _PAGE.render(blocks=blocks, title=title, css=Markup(CSS))

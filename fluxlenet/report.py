@@ -30,6 +30,7 @@ from .plots import make_plots
 from .render import to_html, to_markdown
 from .summaries import STATUS_WORDS, check_rows, environment_rows, published_notes, side_name, summary_rows, what_ran
 
+
 def build_blocks(result: SweepResult, plots: dict[str, Path]) -> list[tuple]:
     sweep = result.sweep
     blocks: list[tuple] = [("h1", f"fluxlenet report: sweep `{result.name}`")]
@@ -89,6 +90,7 @@ def build_blocks(result: SweepResult, plots: dict[str, Path]) -> list[tuple]:
     blocks.append(("table", header, rows))
     return blocks
 
+
 def trace_blocks(result: SweepResult, limit: int = 10) -> list[tuple]:
     checks = [c for c in result.checks() if c.steps is not None]
     if not checks:
@@ -111,6 +113,7 @@ def trace_blocks(result: SweepResult, limit: int = 10) -> list[tuple]:
     if broken:
         blocks.append(("ul", broken))
     return blocks
+
 
 def write_report(target: str, runs_dir: str | Path = "runs", policy: Policy | None = None) -> dict:
     """Compare the sweep's runs and write report.md, report.html and the plots into its run folder."""

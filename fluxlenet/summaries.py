@@ -16,17 +16,21 @@ from parity.compare import BACKEND_NAMES, PUBLISHED_WORDS, STATUS_WORDS, SweepRe
 from . import optim_spec
 from .config import USER_NAMES
 
+
 SWEEP_KEYS = ("model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epochs", "steps", "warmup_epochs",
               "milestones", "gamma", "dataset", "train_size", "test_size", "valid_size", "mode", "precision")
 
+
 def side_name(side: str) -> str:
     return BACKEND_NAMES.get(side, side)
+
 
 def swept_keys(result: SweepResult) -> list[str]:
     """The settings that differ between the runs of the sweep (what the sweep varies)."""
     configs = [c.to_dict() for c in result.sweep.runs] if result.sweep else \
         [runs[0].config for sides in result.groups.values() for runs in sides.values()]
     return [k for k in SWEEP_KEYS if len({json.dumps(c.get(k)) for c in configs}) > 1]
+
 
 def final_figures(runs) -> dict:
     """Mean (and sd, n) over seeds of each seed's last logged figures, and its seconds per epoch."""
@@ -42,6 +46,7 @@ def final_figures(runs) -> dict:
     out["epochs"] = max((int(r.log.index.max()) for r in runs if len(r.log)), default=None)
     return out
 
+
 def with_sd(figures: dict, metric: str, digits: int) -> str:
     value = figures.get(metric)
     if value is None:
@@ -49,10 +54,12 @@ def with_sd(figures: dict, metric: str, digits: int) -> str:
     sd = figures.get(metric + "_sd")
     return f"{value:.{digits}f} ± {sd:.{digits}f} (n={figures['n']})" if sd is not None else f"{value:.{digits}f}"
 
+
 def signed(a: float | None, b: float | None, digits: int) -> str:
     if a is None or b is None or math.isnan(a) or math.isnan(b):
         return "–"
     return f"{a - b:+.{digits}f}"
+
 
 def summary_rows(result: SweepResult, sides: list[str]) -> tuple[list[str], list[list[str]]]:
     """One row per swept value: final test accuracy and loss per side and published, differences, verdict, speed."""
@@ -95,8 +102,10 @@ def summary_rows(result: SweepResult, sides: list[str]) -> tuple[list[str], list
         rows.append(row)
     return header, rows
 
+
 def _figure(x: float | None, digits: int) -> str:
     return "NaN" if x is not None and math.isnan(x) else fmt(x, digits)
+
 
 def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
     header = ["run", "seeds", "compared", "policy", "epochs", "max |d| test acc", "max |d| test loss",
@@ -111,6 +120,7 @@ def check_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
                      "–" if check.steps is None else str(len(check.steps)),
                      PUBLISHED_WORDS[check.status] if check.kind == "published" else STATUS_WORDS[check.status], why])
     return header, rows
+
 
 def environment_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
     header = ["side", "versions", "device", "precision / mode", "python", "platform", "git commit"]
@@ -130,6 +140,7 @@ def environment_rows(result: SweepResult) -> tuple[list[str], list[list[str]]]:
                      distinct(r.meta.get("platform") for r in runs),
                      distinct((r.meta.get("git_commit") or "")[:12] for r in runs)])
     return header, rows
+
 
 def what_ran(result: SweepResult) -> list[str]:
     """Plain sentences: what ran on which data, what did not run, what does not apply."""
@@ -164,6 +175,7 @@ def what_ran(result: SweepResult) -> list[str]:
                      f"({math.ceil(steps / per_epoch)}) is where the budget ran out; the final figures are "
                      f"those after {steps} steps.")
     return lines
+
 
 def published_notes(result: SweepResult) -> list[str]:
     """Where the published figures are explained by a semantic detail, and what each optimiser means here."""
