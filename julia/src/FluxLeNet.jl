@@ -22,7 +22,6 @@ using Optimisers
 using ProgressMeter: Progress, next!, finish!
 using Random
 using LinearAlgebra: BLAS
-using PrecompileTools: @setup_workload, @compile_workload
 import BSON
 import TOML
 
@@ -33,6 +32,12 @@ include("specs.jl")         # the model and the optimiser from layer and rule sp
 include("legacy_rules.jl")  # Flux 0.12's ADAMW and AdaBelief as Optimisers rules
 include("train.jl")         # the post's loop
 include("bridge.jl")        # the entry point the Python package calls
-include("precompile.jl")    # a workload for Pkg's precompilation: the first epoch compiles little
+# A workload for Pkg's precompilation (the first epoch then compiles little), where the environment has
+# PrecompileTools (fluxlenet's juliapkg.json and julia/Project.toml do; a Julia project of a user's own,
+# which `include`s this file, may not).
+@static if Base.find_package("PrecompileTools") !== nothing
+    using PrecompileTools: @setup_workload, @compile_workload
+    include("precompile.jl")
+end
 
 end # module
