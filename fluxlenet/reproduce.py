@@ -179,9 +179,8 @@ class Reproduction:
             if side not in self.sides:
                 lines.append(f"  {BACKEND_NAMES[side]}: not run")
                 continue
-            verdict, reasons = self.verdicts[side]
-            lines.append(f"  {BACKEND_NAMES[side]}: {verdict} ({headline_count(self, side)}; "
-                         f"{claim_count(self, side)})")
+            reasons = self.verdicts[side][1]
+            lines.append(f"  {side_line(self, side)}")
             lines += [f"    - {r}" for r in reasons[:12]] + ([f"    - ... ({len(reasons) - 12} more)"]
                                                               if len(reasons) > 12 else [])
         lines.append("Rule: " + reproduction.rule_lines(self.policy.level, self.policy.min_seeds)[0])
@@ -306,6 +305,11 @@ def side_verdict(rep: Reproduction, side: str) -> tuple[str, list[str]]:
     if not states:
         reasons.append("no published figures to judge")
     return verdict, reasons
+
+
+def side_line(rep: Reproduction, side: str) -> str:
+    """'PyTorch: not reproduced (11 headline figures: ...; conclusions: ...)'."""
+    return f"{BACKEND_NAMES[side]}: {rep.verdicts[side][0]} ({headline_count(rep, side)}; {claim_count(rep, side)})"
 
 
 def headline_count(rep: Reproduction, side: str) -> str:
@@ -657,9 +661,8 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
         if side not in rep.sides:
             lines.append(f"{BACKEND_NAMES[side]}: not run.")
             continue
-        verdict, reasons = rep.verdicts[side]
-        lines.append(f"{BACKEND_NAMES[side]}: {verdict} ({headline_count(rep, side)}; {claim_count(rep, side)})"
-                     + (": " + "; ".join(reasons) if reasons else "."))
+        reasons = rep.verdicts[side][1]
+        lines.append(side_line(rep, side) + (": " + "; ".join(reasons) if reasons else "."))
     blocks.append(("ul", lines))
 
     blocks.append(("h2", "The rule"))

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fluxlenet.cli import main
 from fluxlenet.config import ConfigError
 from parity import Policy, compare_folders, compare_sweep, published
 
@@ -28,16 +27,6 @@ SMALL = ["--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", str(D
 def fluxlenet(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "fluxlenet", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=600)
-
-
-@pytest.fixture
-def cli(capsys):
-    """`python -m fluxlenet ARGS` in this process (parity and report need no worker): (exit code, stdout, stderr)."""
-    def run(*args):
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 @pytest.fixture(scope="module")

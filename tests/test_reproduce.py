@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from fluxlenet.cli import main
 from parity import load_sweep_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,15 +35,6 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce") / "runs"
     done = fluxlenet("reproduce", "post", *SMALL, "--seeds", "0,1,2", "--jobs", "2", "--runs-dir", root)
     return root, done
-
-
-@pytest.fixture
-def cli(capsys):
-    def run(*args):
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
 
 
 def seed_figures(root: Path) -> dict:
