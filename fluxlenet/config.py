@@ -10,6 +10,7 @@ from . import models, optim_spec
 
 BACKENDS = ("torch", "flux")
 MODES = ("lockstep", "native")
+RNGS = ("numpy", "julia")
 PRECISIONS = ("float32", "float64")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-t10k-split")
 DEVICES = ("cpu", "cuda")
@@ -101,6 +102,12 @@ class RunConfig:
     mode: str = setting("lockstep", choices=lambda: MODES, cli="run", julia=True,
                         help="lockstep: both frameworks start from the same weights and see the same batches; "
                              "native: each uses its own RNG")
+    # Which generator draws the lockstep inputs: NumPy's (fluxlenet.init's own streams), or Julia's
+    # MersenneTwister as the 2021 post drew them (Random.seed!(seed), Flux 0.12's glorot_uniform order, then
+    # the in-place shuffles of its DataLoader): the post's runs are seed 42 of the "julia" scheme.
+    rng: str = setting("numpy", choices=lambda: RNGS, cli="run",
+                       help="the generator of the lockstep weights and batch order: numpy, or julia (Julia 1.10's "
+                            "MersenneTwister as the post drew them: with seed 42 the post's own runs)")
     precision: str = setting("float32", choices=lambda: PRECISIONS, cli="run", julia=True,
                              help="float64: lockstep runs of the two frameworks agree to about 1e-16")
     device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
@@ -160,6 +167,9 @@ class RunConfig:
             problem = name_problem(name)
             if problem:
                 raise ConfigError(f"{what} {name!r} {problem}", "name")
+        if self.rng == "julia" and self.mode == "native":
+            raise ConfigError(f"run {self.run!r}: rng 'julia' draws the lockstep inputs, and native mode draws none "
+                              f"(each framework uses its own generator): use --mode lockstep, or --rng numpy", "rng")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             for item in value if isinstance(value, list) else [value]:
@@ -174,6 +184,11 @@ class RunConfig:
 
     def schedule(self) -> dict:
         return {"warmup_epochs": self.warmup_epochs, "milestones": list(self.milestones), "gamma": self.gamma}
+
+    def eval_batchsize(self) -> int | None:
+        """The batch size of the evaluation passes: the post's (its `report` runs over its loaders, of batchsize)
+        under the julia scheme, else None (each backend's own)."""
+        return self.batchsize if self.rng == "julia" else None
 
     def layers(self) -> list[dict]:
         return models.get_model(self.model)["layers"]

@@ -171,7 +171,8 @@ def describe_figure(check: Check, f) -> str:
 def more_seeds(command: str | None, runs: list[RunFiles], min_seeds: int) -> str:
     """What gives enough seeds for a statistical verdict."""
     seeds = reproduction.seeds_needed([r.seed for r in runs], min_seeds)
-    mode = " --mode native" if runs and runs[0].mode == "native" else ""
+    # the post's sweeps draw by rng "julia", which native mode refuses
+    mode = " --mode native --rng numpy" if runs and runs[0].mode == "native" else ""
     return f"`{command or 'the same command'}{mode} --seeds {seeds}` gives enough (same other options; finished " \
            f"runs are skipped)"
 

@@ -186,7 +186,7 @@ def test_flux_params_shapes_and_order():
 
 
 def test_permutation_matrix_columns_are_the_epoch_permutations():
-    p = fl.permutation_matrix(seed=7, epochs=3, n=50)
+    p = fl.permutation_matrix(init.epoch_orders(models.MODELS["lenet5"]["layers"], 7, 50), epochs=3, n=50)
     assert p.shape == (50, 3) and p.dtype == np.int32 and p.flags.f_contiguous
     for e in (1, 2, 3):
         np.testing.assert_array_equal(p[:, e - 1], init.epoch_permutation(7, e, 50))
@@ -248,8 +248,10 @@ def test_the_julia_side_reads_every_key_we_write():
     # every keyword it makes is a field of Args (train.jl), where the documented defaults live
     fields = set(re.findall(r"^    (\w+) = ", (JULIA_SRC / "train.jl").read_text(encoding="utf-8"), re.M))
     assert set(re.findall(r'=> \(:(\w+),', table)) <= fields
-    job = fl.job_spec(config(steps=10), savepath="runs")
+    job = fl.job_spec(config(steps=10, rng="julia"), savepath="runs")
     assert set(job) == set(fl.JOB_KEYS)
+    assert job["evalbatch"] == job["batchsize"]  # the post evaluates with its loaders
+    assert "evalbatch" not in fl.job_spec(config(), savepath="runs")  # Julia's own default
 
 
 def test_the_julia_side_knows_every_layer_rule_and_activation():

@@ -39,7 +39,7 @@ def runs(tmp_path_factory):
     done = fluxlenet("sweep", "optimizer", *SMALL, "--runs-dir", root / "a")
     assert done.returncode == 0, done.stdout + done.stderr
     shutil.copytree(root / "a", root / "b")
-    shutil.rmtree(root / "b" / "optimizer" / "NADAM-seed0")
+    shutil.rmtree(root / "b" / "optimizer" / "NADAM-seed42")
     done = fluxlenet("sweep", "optimizer", *SMALL, "--runs-dir", root / "b")
     assert done.returncode == 0 and done.stdout.count("already done") == 2, done.stdout + done.stderr
     return root
@@ -99,19 +99,20 @@ def test_trace_holds_the_loss_and_checksum_before_each_update(runs):
     from fluxlenet.backends.torch_backend import build_model, load_weights
     from fluxlenet.config import RunConfig
     from fluxlenet.data import load_dataset
-    from fluxlenet.init import epoch_permutation, initial_weights
+    from fluxlenet.init import epoch_orders, initial_weights
     from parity.runs import read_trace
 
-    folder = runs / "a" / "optimizer" / "ADAMW-seed0" / "torch"
+    folder = runs / "a" / "optimizer" / "ADAMW-seed42" / "torch"
     trace = read_trace(folder / "trace.csv")
     assert list(trace.index) == list(range(1, 11))  # 300 / 32 = 10 steps in the one epoch, all traced
     cfg = RunConfig(**json.loads((folder / "config.json").read_text())["config"])
     data = load_dataset("fashion-mnist", DATA, train_size=300, test_size=100, download=False, progress=False)
     model = build_model(cfg.layers())
-    load_weights(model, initial_weights(cfg.layers(), cfg.seed))
+    assert cfg.rng == "julia"  # the post's sweep: its own random scheme
+    load_weights(model, initial_weights(cfg.layers(), cfg.seed, rng=cfg.rng))
     # ADAMW_flux012 with its default decay 0, after WeightDecay(1e-6): Adam with coupled L2
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.eta, weight_decay=cfg.lambda_)
-    order = torch.from_numpy(epoch_permutation(cfg.seed, 1, 300))
+    order = torch.from_numpy(next(epoch_orders(cfg.layers(), cfg.seed, 300, cfg.rng)))
     x, y = torch.from_numpy(data.train_x)[order], torch.from_numpy(data.train_y)[order]
     for step in range(1, 6):
         with torch.no_grad():
@@ -143,10 +144,10 @@ def test_two_torch_runs_with_the_same_seed_pass_with_zero_differences(cli, runs)
 
 def test_one_point_of_test_accuracy_fails_and_names_run_epoch_metric(cli, runs, tmp_path):
     b = copy_tree(runs / "b", tmp_path / "b")
-    edit_log(b / "optimizer" / "NADAM-seed0" / "torch", 1, test_acc=lambda v: v + 1.0)
+    edit_log(b / "optimizer" / "NADAM-seed42" / "torch", 1, test_acc=lambda v: v + 1.0)
     code, out, err = cli("parity", "optimizer", "--runs-dir", runs / "a", "--against", b)
     assert code == 1, out + err
-    assert "NADAM seed 0, epoch 1, test_acc:" in out
+    assert "NADAM seed 42, epoch 1, test_acc:" in out
     assert "Sweep optimizer: FAIL (1 of 3 runs failed)" in out
     # the tolerance is the user's to set, and the output shows the one in force
     code, out, err = cli("parity", "optimizer", "--runs-dir", runs / "a", "--against", b, "--tolerance", "exact_acc=1.5")
@@ -156,7 +157,7 @@ def test_one_point_of_test_accuracy_fails_and_names_run_epoch_metric(cli, runs, 
 def flux_sweep(runs: Path, tmp_path: Path, **config) -> Path:
     """Sweep folder a with a Flux twin of every torch run."""
     root = copy_tree(runs / "a", tmp_path / "fluxruns")
-    for run in (root / "optimizer").glob("*-seed0"):
+    for run in (root / "optimizer").glob("*-seed42"):
         if config:
             edit_config(run / "torch", **config)
         as_flux(run / "torch")
@@ -165,7 +166,7 @@ def flux_sweep(runs: Path, tmp_path: Path, **config) -> Path:
 
 def test_flux_vs_torch_float32_lockstep_bands(cli, runs, tmp_path):
     root = flux_sweep(runs, tmp_path)
-    flux = root / "optimizer" / "AdaBelief-seed0" / "flux"
+    flux = root / "optimizer" / "AdaBelief-seed42" / "flux"
     edit_log(flux, 1, test_loss=lambda v: v * 1.01)          # within 2e-4 + 3% at epoch 1
     edit_trace(flux, 10, 1 + 1e-4)                            # within 1e-6 + 5e-5 x 9
     result = compare_sweep("optimizer", root)
@@ -178,20 +179,20 @@ def test_flux_vs_torch_float32_lockstep_bands(cli, runs, tmp_path):
     verdict = next(v for v in result.verdicts if v.run == "AdaBelief")
     assert verdict.status == "fail"
     messages = " ".join(verdict.failures())
-    assert "step trace broke at step 3" in messages and "AdaBelief seed 0, epoch 0, test_acc" in messages
+    assert "step trace broke at step 3" in messages and "AdaBelief seed 42, epoch 0, test_acc" in messages
     code, out, err = cli("parity", "optimizer", "--runs-dir", root, "--steps", "4")
     assert code == 1
-    assert "Step trace of AdaBelief seed 0: flux vs torch" in out and "<- first break" in out
+    assert "Step trace of AdaBelief seed 42: flux vs torch" in out and "<- first break" in out
 
 
 def test_float64_lockstep_is_held_to_machine_precision_and_names_the_step(runs, tmp_path):
     root = flux_sweep(runs, tmp_path, precision="float64")
-    for run in (root / "optimizer").glob("*-seed0"):
+    for run in (root / "optimizer").glob("*-seed42"):
         edit_config(run / "flux", precision="float64")
     result = compare_sweep("optimizer", root)
     assert result.status == "pass" and {c.kind for c in result.checks()} == {"float64"}
 
-    flux = root / "optimizer" / "ADAMW-seed0" / "flux"
+    flux = root / "optimizer" / "ADAMW-seed42" / "flux"
     edit_trace(flux, 2, 1 + 1e-12)      # below 1e-10: rounding
     edit_trace(flux, 6, 1 + 1e-8)       # a semantic difference
     result = compare_sweep("optimizer", root)
@@ -200,24 +201,24 @@ def test_float64_lockstep_is_held_to_machine_precision_and_names_the_step(runs, 
     assert "float64 lockstep broke at step 6" in check.messages()[0] and "not rounding" in check.messages()[0]
 
     # epoch figures must be equal, as log.csv holds them
-    nadam = root / "optimizer" / "NADAM-seed0" / "flux"
+    nadam = root / "optimizer" / "NADAM-seed42" / "flux"
     edit_log(nadam, 1, train_loss=lambda v: v + 1e-4)
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "NADAM")
     assert check.first_break.index == 1 and check.first_break.metric == "train_loss"
 
 
 def test_two_run_folders_compare_directly(cli, runs, tmp_path):
-    torch_dir = runs / "a" / "optimizer" / "NADAM-seed0" / "torch"
+    torch_dir = runs / "a" / "optimizer" / "NADAM-seed42" / "torch"
     flux_dir = as_flux(copy_tree(torch_dir, tmp_path / "NADAM" / "torch"))
     result = compare_folders(flux_dir, torch_dir)
     assert result.status == "pass" and result.checks()[0].kind == "lockstep"
     code, out, err = cli("parity", torch_dir)  # alone: read, nothing to compare it with
-    assert code == 0 and "NADAM" in out and "Sweep NADAM-seed0/torch: not compared" in out, out + err
+    assert code == 0 and "NADAM" in out and "Sweep NADAM-seed42/torch: not compared" in out, out + err
 
 
 def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     root = copy_tree(runs / "a", tmp_path / "native")
-    base = root / "optimizer" / "AdaBelief-seed0"
+    base = root / "optimizer" / "AdaBelief-seed42"
     edit_config(base / "torch", mode="native")
     as_flux(base / "torch")
     edit_log(base / "flux", 1, test_acc=lambda v: v + 5.0)   # another RNG: within the sampling noise of 100 images
@@ -230,7 +231,7 @@ def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and "FAIL" not in out, out
     assert "AdaBelief  inconclusive" in out and "outside the one-seed band from epoch 1 (test_acc" in out
-    assert "`python -m fluxlenet sweep optimizer --mode native --seeds 0,1,2,3,4`" in out
+    assert "`python -m fluxlenet sweep optimizer --mode native --rng numpy --seeds 0,1,2,3,42`" in out
     edit_log(base / "flux", 1, test_acc=lambda v: v - 40.0)
 
     # three seeds a side: mean +- sd
@@ -242,25 +243,25 @@ def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
             edit_config(folder / side, seed=seed)
             edit_log(folder / side, 1, test_acc=lambda v: v + rng.normal(0, 2))
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
-    assert check.kind == "seeds" and check.seeds == [0, 1, 2] and check.status == "pass"
+    assert check.kind == "seeds" and check.seeds == [1, 2, 42] and check.status == "pass"
     headline = [f for f in check.figures if f.headline]
     assert [(f.metric, f.epoch, f.a.n, f.b.n, f.verdict) for f in headline] == [("test_acc", 1, 3, 3, "consistent")]
-    for seed in (0, 1, 2):
+    for seed in (42, 1, 2):
         edit_log(root / "optimizer" / f"AdaBelief-seed{seed}" / "flux", 1, test_acc=lambda v: v + 40)
     check = next(c for c in compare_sweep("optimizer", root).checks() if c.run == "AdaBelief")
     assert check.status == "fail"
-    assert "AdaBelief seeds 0,1,2, test_acc at epoch 1 (final): flux mean" in check.messages()[0]
+    assert "AdaBelief seeds 1,2,42, test_acc at epoch 1 (final): flux mean" in check.messages()[0]
     assert ": different (|difference|" in check.messages()[0]
 
 
 def test_a_run_that_stopped_early_is_incomplete_not_failed(cli, runs, tmp_path):
     root = flux_sweep(runs, tmp_path)
-    flux = root / "optimizer" / "ADAMW-seed0" / "flux"
+    flux = root / "optimizer" / "ADAMW-seed42" / "flux"
     (flux / "log.csv").write_text("\n".join((flux / "log.csv").read_text().splitlines()[:2]) + "\n")  # epoch 0
     (flux / "status.json").write_text(json.dumps({"status": "failed", "reason": "JuliaError: boom"}))
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and "Sweep optimizer: INCOMPLETE" in out
-    assert "incomplete: flux seed 0: failed (JuliaError: boom)" in out
+    assert "incomplete: flux seed 42: failed (JuliaError: boom)" in out
     assert "incomplete: compared up to epoch 0: torch went on to epoch 1" in out
 
 
@@ -268,11 +269,11 @@ def test_a_nan_difference_is_shown_as_nan(cli, runs, tmp_path):
     """Both sides NaN agree (the verdict passes); the table still says NaN, not 0.00."""
     root = flux_sweep(runs, tmp_path)
     for side in ("torch", "flux"):
-        edit_log(root / "optimizer" / "NADAM-seed0" / side, 1, test_loss=lambda v: float("nan"))
+        edit_log(root / "optimizer" / "NADAM-seed42" / side, 1, test_loss=lambda v: float("nan"))
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     row = next(line for line in out.splitlines() if line.startswith("NADAM") and "flux vs torch" in line)
     assert (row.split()[-3], row.split()[-1], code) == ("NaN", "pass", 0), out  # max|d| test loss, verdict
-    edit_log(root / "optimizer" / "NADAM-seed0" / "torch", 1, test_loss=lambda v: 2.0)
+    edit_log(root / "optimizer" / "NADAM-seed42" / "torch", 1, test_loss=lambda v: 2.0)
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     row = next(line for line in out.splitlines() if line.startswith("NADAM") and "flux vs torch" in line)
     assert (row.split()[-3], row.split()[-1], code) == ("NaN", "FAIL", 1), out
@@ -281,14 +282,14 @@ def test_a_nan_difference_is_shown_as_nan(cli, runs, tmp_path):
 def test_a_run_left_running_by_a_killed_sweep_is_stopped(cli, runs, tmp_path):
     """status.json says running: the worker lock tells a live run from one whose sweep was killed."""
     root = copy_tree(runs / "a", tmp_path / "live")
-    run = root / "optimizer" / "NADAM-seed0" / "torch"
+    run = root / "optimizer" / "NADAM-seed42" / "torch"
     (run / "status.json").write_text(json.dumps({"status": "running", "pid": 1}))
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
-    assert "incomplete: torch seed 0: stopped (status.json says running, but no process holds the run" in out
+    assert "incomplete: torch seed 42: stopped (status.json says running, but no process holds the run" in out
     with open(run / ".worker.lock", "a+") as lock:  # a live worker holds it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         code, out, err = cli("parity", "optimizer", "--runs-dir", root)
-    assert "incomplete: torch seed 0: running" in out and "stopped" not in out
+    assert "incomplete: torch seed 42: running" in out and "stopped" not in out
 
 
 def test_parity_and_report_read_runs_folders_run_folders_and_train_runs(cli, runs, tmp_path):
@@ -299,7 +300,7 @@ def test_parity_and_report_read_runs_folders_run_folders_and_train_runs(cli, run
     code, out, err = cli("parity", two)
     assert code == 2 and f"{two} is a runs folder holding optimizer, other: give one of them" in err
     # a `train --savepath` run: <savepath>/<backend>/
-    train = copy_tree(runs / "a" / "optimizer" / "NADAM-seed0", tmp_path / "runs" / "train")
+    train = copy_tree(runs / "a" / "optimizer" / "NADAM-seed42", tmp_path / "runs" / "train")
     code, out, err = cli("parity", "train", "--runs-dir", tmp_path / "runs")
     assert code == 0 and "Parity of train" in out and "NADAM" in out, out + err
     code, out, err = cli("report", train)
@@ -308,14 +309,14 @@ def test_parity_and_report_read_runs_folders_run_folders_and_train_runs(cli, run
 
 def test_a_damaged_run_is_left_out_and_the_others_compared(cli, runs, tmp_path):
     root = flux_sweep(runs, tmp_path)
-    bad = root / "optimizer" / "NADAM-seed0" / "torch"
+    bad = root / "optimizer" / "NADAM-seed42" / "torch"
     (bad / "config.json").write_text("{")
-    (root / "optimizer" / "ADAMW-seed0" / "flux" / "log.csv").write_bytes(b"epoch,train_loss\n0,\xff\n")
+    (root / "optimizer" / "ADAMW-seed42" / "flux" / "log.csv").write_bytes(b"epoch,train_loss\n0,\xff\n")
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and err == "", out + err
     assert f"NOTE: left out, damaged: {bad}/config.json: is not a fluxlenet run config" in out
-    assert "incomplete: torch seed 0: damaged run folder, left out (see the note)" in out
-    assert "incomplete: flux seed 0: damaged run folder, left out (see the note)" in out
+    assert "incomplete: torch seed 42: damaged run folder, left out (see the note)" in out
+    assert "incomplete: flux seed 42: damaged run folder, left out (see the note)" in out
     row = next(line for line in out.splitlines() if line.startswith("AdaBelief") and "flux vs torch" in line)
     assert row.endswith("pass")  # the others are compared
     code, out, err = cli("parity", bad)  # the damaged run itself: one line
@@ -340,7 +341,7 @@ def test_the_published_figures_and_their_semantic_notes():
 def post_protocol_run(runs: Path, tmp_path: Path, shift: float = 0.0) -> Path:
     """A torch run of the post's protocol (full MNIST, 10 epochs) whose log is the post's l2/1e-6 log."""
     root = copy_tree(runs / "a", tmp_path / "post")
-    folder = root / "optimizer" / "ADAMW-seed0" / "torch"
+    folder = root / "optimizer" / "ADAMW-seed42" / "torch"
     edit_config(folder, dataset="mnist", train_size=None, test_size=None, epochs=10)
     doc = json.loads((folder / "config.json").read_text())
     doc.update(train_samples=60000, test_samples=10000)
@@ -373,8 +374,8 @@ def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path)
     root = post_protocol_run(runs, tmp_path / "shifted", shift=-3.0)
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and "FAIL" not in out and "NOT REPRODUCED" not in out
-    assert "ADAMW      0      torch vs published" in out and "inconclusive: 1 seed(s), at least 3 needed" in out
-    assert "`python -m fluxlenet sweep optimizer --seeds 0,1,2,3,4`" in out
+    assert "ADAMW      42     torch vs published" in out and "inconclusive: 1 seed(s), at least 3 needed" in out
+    assert "`python -m fluxlenet sweep optimizer --seeds 0,1,2,3,42`" in out
     assert "reproduced when the published figure lies in mean +- t(0.995, n-1) x sd x sqrt(1+1/n)" in out
 
 

@@ -100,8 +100,8 @@ def post_sweep(runs: Path, tmp_path: Path) -> Path:
     root = tmp_path / "runs"
     shutil.copytree(runs, root)
     blog = published.blog_logs()
-    for run_dir in (root / "optimizer").glob("*-seed0"):
-        post = blog[(blog.sweep == "optimizer") & (blog.value == run_dir.name.removesuffix("-seed0"))]
+    for run_dir in (root / "optimizer").glob("*-seed42"):
+        post = blog[(blog.sweep == "optimizer") & (blog.value == run_dir.name.removesuffix("-seed42"))]
         rows = [{"epoch": r.epoch, "train_loss": r.train_loss, "train_acc": r.train_acc, "test_loss": r.test_loss,
                  "test_acc": r.test_acc, "seconds": r.epoch_seconds if r.epoch else "", "lr": 3e-4, "status": "ok"}
                 for r in post.itertuples()]
@@ -128,9 +128,9 @@ def test_report_side_by_side_with_flux_and_the_post(runs, tmp_path):
     assert row[1:6] == ["98.75", "99.05", "99.05", "-0.30", "-0.30 / +0.00"]
     assert row[-2] == "inconclusive" and row[-1].endswith("/ 14 / 14 |")  # s/epoch: Flux / PyTorch / the post
     assert "Flux: 3 run folders (3 finished)" in md and "julia 1.10.5" in md
-    assert "| ADAMW | 0 | Flux vs PyTorch | lockstep | 0–10 |" in md
-    assert "| ADAMW | 0 | PyTorch vs published | published | 0–10 |" in md
-    assert "| ADAMW | 0 | Flux vs PyTorch | lockstep | 0–10 | 0.3 | 0 | 8 | pass |" in md
+    assert "| ADAMW | 42 | Flux vs PyTorch | lockstep | 0–10 |" in md
+    assert "| ADAMW | 42 | PyTorch vs published | published | 0–10 |" in md
+    assert "| ADAMW | 42 | Flux vs PyTorch | lockstep | 0–10 | 0.3 | 0 | 8 | pass |" in md
     assert "Published figures (lenet-99-post/optimizer): do not apply" not in md
     folder = root / "optimizer"
     assert pixels_near(folder / "framework-difference.png", FLUX_PURPLE) > 50  # Flux - published curves
@@ -141,14 +141,15 @@ def test_report_side_by_side_with_flux_and_the_post(runs, tmp_path):
 def test_report_with_seeds_a_step_budget_and_validation_figures(runs, tmp_path):
     root = tmp_path / "runs"
     shutil.copytree(runs, root)
-    base = root / "optimizer" / "NADAM-seed0" / "torch"
+    base = root / "optimizer" / "NADAM-seed42" / "torch"
     rows = list(csv.DictReader((base / "log.csv").open()))
-    for seed in (0, 1, 2):
+    for offset, seed in enumerate((42, 1, 2)):
         folder = root / "optimizer" / f"NADAM-seed{seed}" / "torch"
-        if seed:
+        if offset:
             shutil.copytree(base, folder)
         edit_config(folder, {"valid_samples": 50}, seed=seed, steps=8, valid_size=50)
-        write_log(folder, [{**r, "test_acc": float(r["test_acc"]) + seed, "valid_loss": 2.0, "valid_acc": 20.0 + seed}
+        write_log(folder, [{**r, "test_acc": float(r["test_acc"]) + offset, "valid_loss": 2.0,
+                            "valid_acc": 20.0 + offset}
                            for r in rows])
     md = write_report("optimizer", root)["markdown"].read_text()
     assert "These runs used a budget of 8 optimiser steps (steps = 8), not whole epochs" in md
@@ -170,7 +171,7 @@ def test_run_names_in_another_script_plot_without_warnings(runs, tmp_path):
     source lines) stay off the terminal."""
     root = tmp_path / "runs"
     shutil.copytree(runs, root)
-    for i, run_dir in enumerate(sorted((root / "optimizer").glob("*-seed0"))):
+    for i, run_dir in enumerate(sorted((root / "optimizer").glob("*-seed42"))):
         edit_config(run_dir / "torch", run=f"优化器{i}")
     done = subprocess.run([sys.executable, "-m", "fluxlenet", "report", str(root / "optimizer")], capture_output=True,
                           text=True, cwd=REPO, timeout=300)

@@ -33,7 +33,7 @@ def test_sweep_prints_the_posts_lines_and_writes_every_file(optimizer_sweep):
     runs, out = optimizer_sweep
     assert out.returncode == 0, out.stderr
     for name in ("ADAMW", "NADAM", "AdaBelief"):
-        folder = runs / "optimizer" / f"{name}-seed0" / "torch"
+        folder = runs / "optimizer" / f"{name}-seed42" / "torch"
         for f in ("config.json", "log.csv", "console.log", "status.json", "model.pt"):
             assert (folder / f).is_file(), f"{folder / f} missing"
         assert list(folder.glob("events.out.tfevents.*"))
@@ -51,14 +51,14 @@ def test_sweep_prints_the_posts_lines_and_writes_every_file(optimizer_sweep):
     # every epoch line went to the terminal too, three runs x epochs 0..2
     assert out.stdout.count("Epoch: ") == 9
     # lockstep: same initial weights, so every run has the same epoch-0 figures
-    first = {tuple(read_log_rows(runs / "optimizer" / f"{n}-seed0" / "torch")[0].values())[:5]
+    first = {tuple(read_log_rows(runs / "optimizer" / f"{n}-seed42" / "torch")[0].values())[:5]
              for n in ("ADAMW", "NADAM", "AdaBelief")}
     assert len(first) == 1
 
 
 def test_rerun_skips_finished_runs(optimizer_sweep):
     runs, _ = optimizer_sweep
-    log = runs / "optimizer" / "NADAM-seed0" / "torch" / "log.csv"
+    log = runs / "optimizer" / "NADAM-seed42" / "torch" / "log.csv"
     before = log.read_text()
     out = fluxlenet("sweep", "optimizer", "--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", FASHION,
                     "--epochs", 2, "--train-size", 640, "--test-size", 200, "--runs-dir", runs)

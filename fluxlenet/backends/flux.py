@@ -8,7 +8,7 @@ What crosses to Julia (see fluxlenet.backends.flux_layout):
 - the images as zero-copy (W, H, C, N) views of the NumPy memory, the labels as they are (Julia
   copies each once into a plain Array and one-hot encodes the labels);
 - lockstep runs: the initial weights of fluxlenet.init in Flux layout, and one permutation per
-  epoch (0-based; Julia adds 1);
+  epoch (0-based; Julia adds 1), drawn by the run's `rng` scheme (numpy, or julia: the post's own);
 - Python callables: `report` (-> log.record, which prints the post's line and writes log.csv,
   console.log and TensorBoard), `say` (-> log.say), `started` (fresh start or resume),
   `trace` (the first trace_steps steps) and `poll` (lets Ctrl-C through).
@@ -25,7 +25,7 @@ import numpy as np
 from juliacall import Main as jl
 
 from .. import faults
-from ..init import initial_weights
+from ..init import epoch_orders, initial_weights
 from ..julia_env import julia_source_file
 from ..runlog import round4
 from . import flux_layout
@@ -118,8 +118,9 @@ def train(cfg, data, log, progress: bool = False) -> str:
     job = flux_layout.job_toml(cfg, savepath=str(log.dir), progress=progress)
 
     if lockstep:
-        weights = flux_layout.flux_params(cfg.layers(), initial_weights(cfg.layers(), cfg.seed, dtype))
-        permutations = flux_layout.permutation_matrix(cfg.seed, cfg.total_epochs(n), n)
+        weights = flux_layout.flux_params(cfg.layers(), initial_weights(cfg.layers(), cfg.seed, dtype, rng=cfg.rng))
+        orders = epoch_orders(cfg.layers(), cfg.seed, n, cfg.rng, cfg.infotime)
+        permutations = flux_layout.permutation_matrix(orders, cfg.total_epochs(n), n)
     else:
         weights, permutations = [], None
 

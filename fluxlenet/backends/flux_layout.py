@@ -27,8 +27,7 @@ import numpy as np
 import tomli_w
 
 from ..config import RunConfig
-from ..init import epoch_permutation
-from ..models import has_weights
+from ..models import LAYERS, has_weights
 
 # ------------------------------------------------------------------ arrays
 
@@ -64,8 +63,20 @@ def conv_weight_to_flux(weight: np.ndarray) -> np.ndarray:
     return conv_weight_memory(weight).transpose()
 
 
-# How a weight in torch layout (fluxlenet.init) becomes Flux's, per layer kind with weights.
+def conv_weight_from_flux(weight: np.ndarray) -> np.ndarray:
+    """The torch (Cout, Cin, kH, kW) kernel of a Flux (kW, kH, Cin, Cout) kernel in Julia index order."""
+    return np.ascontiguousarray(weight.transpose()[:, :, ::-1, ::-1])
+
+
+# How a weight in torch layout (fluxlenet.init) becomes Flux's, and back, per layer kind with weights.
 TO_FLUX = {"conv": conv_weight_to_flux, "dense": np.ascontiguousarray}
+FROM_FLUX = {"conv": conv_weight_from_flux, "dense": np.ascontiguousarray}
+# The Flux shape of each kind's weight from its torch shape: conv (kW, kH, Cin, Cout), dense (out, in) as torch.
+FLUX_SHAPE = {"conv": lambda shape: tuple(reversed(shape)), "dense": tuple}
+
+
+def flux_weight_shape(layer: dict) -> tuple:
+    return FLUX_SHAPE[layer["kind"]](LAYERS[layer["kind"]].weight_shape(layer))
 
 
 def flux_params(layers: list[dict], params: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -83,26 +94,27 @@ def flux_params(layers: list[dict], params: list[tuple[np.ndarray, np.ndarray]])
     return out
 
 
-def permutation_matrix(seed: int, epochs: int, n: int) -> np.ndarray:
+def permutation_matrix(orders, epochs: int, n: int) -> np.ndarray:
     """One permutation per epoch (0-based sample indices), as an (n, epochs) Julia-ordered view.
 
-    Column e-1 is `fluxlenet.init.epoch_permutation(seed, e, n)`; int32 to halve the memory
-    (Julia adds 1 and widens). The view is over a C-ordered (epochs, n) array, so each Julia
-    column is contiguous.
+    Column e-1 is the e-th order that `orders` yields (`fluxlenet.init.epoch_orders`); int32 to
+    halve the memory (Julia adds 1 and widens). The view is over a C-ordered (epochs, n) array,
+    so each Julia column is contiguous.
     """
     if n >= 2**31:
         raise ValueError(f"{n} samples do not fit int32 indices")
     rows = np.empty((epochs, n), dtype=np.int32)
-    for e in range(1, epochs + 1):
-        rows[e - 1] = epoch_permutation(seed, e, n)
+    for e, order in zip(range(epochs), orders):
+        rows[e] = order
     return rows.transpose()
 
 
 # ------------------------------------------------------------------ settings
 
 # What the job document holds besides the settings marked `julia` in RunConfig's table (config.setting):
-# the run's folder, whether to show progress and resume, and the model and optimiser as specs.
-DERIVED_KEYS = ("savepath", "progress", "resume", "layers", "rules")
+# the run's folder, whether to show progress and resume, the model and optimiser as specs, and the
+# evaluation batch size where the run's scheme fixes it (RunConfig.eval_batchsize).
+DERIVED_KEYS = ("savepath", "progress", "resume", "layers", "rules", "evalbatch")
 # The keys of the job document, each read by FluxLeNet.args_from_job or run_job (julia/src/bridge.jl).
 JOB_KEYS = tuple(f.name for f in RunConfig.settings(julia=True)) + DERIVED_KEYS
 
@@ -118,6 +130,8 @@ def job_spec(cfg, savepath: str, progress: bool = False, resume: bool = True) ->
     job = {f.name: getattr(cfg, f.name) for f in RunConfig.settings(julia=True) if getattr(cfg, f.name) is not None}
     job.update(savepath=str(savepath), progress=bool(progress), resume=bool(resume),
                layers=[dict(layer) for layer in cfg.layers()], rules=[dict(rule) for rule in cfg.optimiser_chain()])
+    if cfg.eval_batchsize() is not None:
+        job["evalbatch"] = cfg.eval_batchsize()
     json.dumps(job)  # JSON-ready by construction; fail here, not in Julia, if not
     return job
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .. import faults, optim_spec
 from ..config import ConfigError
 from ..fsutil import atomic_path
-from ..init import epoch_permutation, initial_weights
+from ..init import epoch_orders, initial_weights
 from ..runlog import damaged, round4
 from .torch_optim import ChainOptimiser
 from .torch_pool import NumbaMaxPool2d, ReluMaxPool2d
@@ -98,15 +98,15 @@ def native_init(model: nn.Module) -> None:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> dict:
     """The post's eval_loss_accuracy: mean loss over all samples, accuracy in percent, round4."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
-    for i in range(0, len(y), EVAL_BATCH):
-        out = model(x[i:i + EVAL_BATCH])
-        yb = y[i:i + EVAL_BATCH]
-        # per-sample losses summed in float64: the total does not depend on EVAL_BATCH
+    for i in range(0, len(y), batch):
+        out = model(x[i:i + batch])
+        yb = y[i:i + batch]
+        # per-sample losses summed in float64: the total does not depend on the batch
         loss_sum += F.cross_entropy(out, yb, reduction="none").sum(dtype=torch.float64)
         correct += (out.argmax(1) == yb).sum()  # onecold: the first maximum wins, as in argmax
     model.train()
@@ -172,7 +172,8 @@ def train(cfg, data, log, progress: bool = False) -> str:
     torch.manual_seed(cfg.seed)  # dropout masks, and native-mode weights and shuffles
     model = build_model(layers).to(device, dtype)
     if cfg.mode == "lockstep":
-        load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32))
+        load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32,
+                                            rng=cfg.rng))
     else:
         native_init(model)
     # ChainOptimiser moves the parameters into one buffer (each becomes a view of it): every
@@ -184,10 +185,12 @@ def train(cfg, data, log, progress: bool = False) -> str:
     steps_per_epoch = cfg.steps_per_epoch(n)
     checkpoint = log.dir / "model.pt"
 
+    eval_batch = cfg.eval_batchsize() or EVAL_BATCH
+
     def report(epoch, seconds=None):
-        train_figures = evaluate(model, train_x, train_y)
-        test_figures = evaluate(model, test_x, test_y)
-        valid_figures = evaluate(model, *valid) if valid else None
+        train_figures = evaluate(model, train_x, train_y, eval_batch)
+        test_figures = evaluate(model, test_x, test_y, eval_batch)
+        valid_figures = evaluate(model, *valid, eval_batch) if valid else None
         lr = cfg.eta * optim_spec.lr_factor(max(step - 1, 0), steps_per_epoch, **schedule)
         return log.record(epoch, train_figures, test_figures, valid_figures, seconds=seconds, lr=lr)
 
@@ -220,9 +223,10 @@ def train(cfg, data, log, progress: bool = False) -> str:
             return "diverged"
         faults.point("epoch", 0, cfg.run)  # fault injection for the tests; nothing unless FLUXLENET_FAULT
 
+    orders = epoch_orders(layers, cfg.seed, n, cfg.rng, cfg.infotime, start=start_epoch + 1)
     for epoch in range(start_epoch + 1, cfg.total_epochs(n) + 1):
         if cfg.mode == "lockstep":
-            order = torch.from_numpy(epoch_permutation(cfg.seed, epoch, n)).to(device)
+            order = torch.from_numpy(next(orders)).to(device)
         else:
             order = torch.randperm(n, generator=shuffle).to(device)
         epoch_x, epoch_y = train_x[order], train_y[order]  # one gather; batches are then plain slices

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import optim_spec
-from ..init import epoch_permutation, initial_weights
+from ..init import epoch_orders, initial_weights
 from .torch_backend import build_model, load_weights, native_init
 from .torch_optim import ChainOptimiser
 
@@ -26,7 +26,8 @@ def train_plain(cfg, data) -> tuple[list[float], torch.nn.Module]:
     torch.manual_seed(cfg.seed)  # dropout masks, and native-mode weights and shuffles
     model = build_model(layers, fuse_pooling=False).to(cfg.device, dtype)
     if cfg.mode == "lockstep":
-        load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32))
+        load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32,
+                                            rng=cfg.rng))
     else:
         native_init(model)
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
@@ -35,9 +36,10 @@ def train_plain(cfg, data) -> tuple[list[float], torch.nn.Module]:
     n, size = len(y), cfg.batchsize
     shuffle = torch.Generator().manual_seed(cfg.seed)
     losses = []
+    orders = epoch_orders(layers, cfg.seed, n, cfg.rng, cfg.infotime)
     for epoch in range(1, cfg.total_epochs(n) + 1):
         if cfg.mode == "lockstep":
-            order = torch.from_numpy(epoch_permutation(cfg.seed, epoch, n))
+            order = torch.from_numpy(next(orders))
         else:
             order = torch.randperm(n, generator=shuffle)
         for i in range(cfg.steps_in_epoch(epoch, n)):

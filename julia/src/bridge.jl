@@ -16,7 +16,7 @@ const JOB_KEYS = Dict{String,Tuple{Symbol,Any}}(
     "warmup_epochs" => (:warmup_epochs, Float64), "milestones" => (:milestones, m -> Int[x for x in m]),
     "gamma" => (:gamma, Float64), "precision" => (:T, p -> p == "float64" ? Float64 : Float32),
     "trace_steps" => (:trace_steps, Int), "flush_subnormals" => (:flush_subnormals, Bool),
-    "progress" => (:progress, Bool), "resume" => (:resume, Bool))
+    "progress" => (:progress, Bool), "resume" => (:resume, Bool), "evalbatch" => (:evalbatch, Int))
 
 const RUN_KEYS = ("mode",)  # read by `run_job` itself
 
