@@ -277,8 +277,9 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
 
 
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str]) -> int:
-    """Check the run folders and the inputs, then say `announce` and run what is not done.
+            announce: list[str], extra: list[tuple[RunConfig, list[str]]] = ()) -> int:
+    """Check the run folders and the inputs, then say `announce` and run what is not done: each of `configs`
+    in every one of `backends`, then each (config, its backends) of `extra`.
 
     A damaged run folder is named in one `error:` line and left as it is; the other runs go on
     (exit code 2 at the end)."""
@@ -290,10 +291,11 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         from .ray_executor import import_ray
         import_ray()  # without Ray: how to install it, before anything is read or written
     tasks = []
-    for cfg in configs:
-        for backend in backends:
+    for cfg, its_backends in [(cfg, backends) for cfg in configs] + list(extra):
+        for backend in its_backends:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
+    configs = configs + [cfg for cfg, _ in extra]
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
@@ -533,18 +535,39 @@ def cmd_reproduce(args, echo) -> int:
     if not args.report_only:
         seeds = args.seeds or list(target.seeds)
         configs = [cfg for name in names for cfg in sweep_configs(sweeps.load(name), args, seeds)]
-        configs.sort(key=lambda c: c.seed)  # every run of a seed before the next seed: early figures for all runs
+        # every run of a seed before the next seed, the write-up's own seed (its replay) first: early figures
+        configs.sort(key=lambda c: (c.seed != target.replay_seed, c.seed))
         notes = []
         backends = choose_backends(args.backend, notes)
+        variants = replay_variant_configs(target, configs)
         notes.append(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
-                     f"backends: {', '.join(backends)}")
-        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / n for n in names], args, echo,
-                notes)
+                     f"backends: {', '.join(backends)}"
+                     + (f"; then {len(variants)} same-seed runs in other arithmetic to size the replay's band "
+                        f"({', '.join(sorted({c.sweep for c in variants}))})" if variants else ""))
+        variant_backends = ["torch"] if "torch" in backends else backends
+        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c),
+                [runs_dir / n for n in names + sorted({c.sweep for c in variants})], args, echo, notes,
+                extra=[(c, variant_backends) for c in variants])
     written = reproduce.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():
         echo(line)
-    return {reproduce.REPRODUCED: 0, reproduce.NOT_REPRODUCED: EXIT_FAILED}.get(written.verdict, EXIT_INCONCLUSIVE)
+    return {reproduce.REPRODUCED: 0, reproduce.NOT_REPRODUCED: EXIT_FAILED}.get(written.exit_verdict,
+                                                                                EXIT_INCONCLUSIVE)
+
+
+def replay_variant_configs(target, configs: list[RunConfig]) -> list[RunConfig]:
+    """Beside each replay run (the write-up's seed, its generator's draws), the same run in other arithmetic
+    (target.replay_variants), in a sweep folder of its own: the pairs size the replay's band."""
+    out = []
+    for cfg in configs:
+        if cfg.seed != target.replay_seed or cfg.rng != "julia" or cfg.mode != "lockstep":
+            continue
+        for variant, changes in target.replay_variants:
+            changed = cfg.replace(**dict(changes))
+            if changed != cfg:  # a run already in that arithmetic is no variant of itself
+                out.append(changed.replace(sweep=target.variant_sweep(cfg.sweep, variant)).validate())
+    return out
 
 
 # -- the Julia side ---------------------------------------------------------------------

@@ -4,18 +4,25 @@ write one report.
 `python -m fluxlenet reproduce TARGET` runs the target's sweeps with seeds (fluxlenet.cli), then
 `write_report` writes into `<runs dir>/reproduce-<target>/`:
 
-    report.md, report.html    the write-up's tables (Flux | PyTorch | published, with the seed spread), its
-                              charts, a verdict per published figure and per conclusion, where a gap lies
+    report.md, report.html    the verdicts, the replay of the write-up's own runs, the write-up's tables
+                              (Flux | PyTorch | published, with the seed spread), its charts, a verdict per
+                              published figure and per conclusion, where a gap lies
+    replay.csv                every published figure beside each framework's replay, the band, the verdict
     figures.csv               every published figure: our seeds' mean, sd, min, max, the interval, the verdict
     performance-<sweep>.png   final test accuracy per setting (the post's "performance comparison")
     time-<sweep>.png          seconds per epoch per setting (its "training time comparison")
-    band-<sweep>.png          test accuracy and loss per epoch: our seeds' mean +- sd and min-max, the published line
+    band-<sweep>.png          test accuracy and loss per epoch: our seeds' mean +- sd and min-max, the
+                              replays, the published line
 
-The statistics and the rule are parity.reproduction's: a published figure is reproduced when it lies
-in the prediction interval of one new run of ours. The verdict of the target: not reproduced when a
-headline figure (a run's final test accuracy) is not reproduced or a conclusion does not hold;
-inconclusive when one cannot be judged (too few seeds, runs missing, another protocol); reproduced
-otherwise. Each framework that ran is judged; the target's verdict is the worse of them.
+Two questions, answered apart. Where the write-up's generator is known (the post: Julia's MersenneTwister,
+seed 42; `Target.replay_seed`), our run of that seed with those draws is its own run again: does each
+published figure lie within the band that arithmetic alone opens between same-seed runs (parity.replay)?
+That replay verdict comes first and sets the exit code. Then, about the distribution: do the published
+figures lie in the prediction interval of one new run of our other seeds (parity.reproduction), and where
+does the write-up's seed stand among them (typical, lucky, unlucky)? Not reproduced when a headline
+figure (a run's final test accuracy) is not reproduced or a conclusion does not hold; inconclusive when
+one cannot be judged (too few seeds, runs missing, another protocol); reproduced otherwise. Each
+framework that ran is judged; a verdict over frameworks is the worse of them.
 """
 
 from __future__ import annotations
@@ -36,9 +43,11 @@ from parity import published as published_figures
 from parity import reproduction
 from parity.compare import BACKEND_NAMES, Check, SweepResult, fmt
 from parity.policy import Policy
+from parity import replay as replays
+from parity.replay import NOT_REPLAYED, REPLAYED, Band, ReplayFigure, Standing
 from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, ClaimVerdict,
                                  FigureVerdict, Sample)
-from parity.runs import RunFiles
+from parity.runs import Damaged, RunFiles, load_sweep_dir
 
 from . import plots, render, summaries
 from .config import ConfigError
@@ -104,6 +113,12 @@ class RunJudgement:
     sides: dict[str, list[RunFiles]]             # framework -> its runs, one per seed
     figures: dict[str, list[FigureVerdict]]      # framework -> a verdict per published figure
     pair: list[Check]                            # Flux vs PyTorch (lockstep per seed, or native seeds)
+    # the replay (targets with a known generator): each framework's run of the write-up's own seed and draws,
+    # left out of `sides` (the other seeds); the same-seed runs that differ only in arithmetic; the verdicts
+    replays: dict[str, RunFiles] = field(default_factory=dict)
+    variants: list[RunFiles] = field(default_factory=list)
+    replay: dict[str, list[ReplayFigure]] = field(default_factory=dict)      # framework -> per published figure
+    standings: dict[str, list[Standing]] = field(default_factory=dict)       # framework -> test acc per epoch
 
     @property
     def label(self) -> str:
@@ -119,6 +134,12 @@ class RunJudgement:
 
     def headline(self, side: str) -> FigureVerdict | None:
         return next((f for f in self.figures.get(side, []) if f.headline), None)
+
+    def replay_headline(self, side: str) -> ReplayFigure | None:
+        return next((f for f in self.replay.get(side, []) if f.figure.headline), None)
+
+    def final_standing(self, side: str) -> Standing | None:
+        return self.standings[side][-1] if self.standings.get(side) else None
 
 
 @dataclass
@@ -144,6 +165,26 @@ class Reproduction:
     planted: str | None                          # the --published file, when given
     verdicts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)   # framework -> (verdict, reasons)
     files: dict[str, Path] = field(default_factory=dict)
+    band: Band | None = None                     # the replay's band (None: the target has no replay)
+    replay_verdicts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    variant_notes: list[str] = field(default_factory=list)   # same-seed variant runs left out, and why
+
+    @property
+    def has_replay(self) -> bool:
+        return any(j.replays for j in self.judged)
+
+    @property
+    def replay_verdict(self) -> str:
+        states = {v for v, _ in self.replay_verdicts.values()}
+        return next((s for s in (NOT_REPLAYED, INCONCLUSIVE, REPLAYED) if s in states), INCONCLUSIVE)
+
+    @property
+    def exit_verdict(self) -> str:
+        """What the exit code says: whether the write-up's own runs replay where it has a replay, else whether
+        its figures lie in our seeds' spread."""
+        if self.has_replay:
+            return {REPLAYED: REPRODUCED, NOT_REPLAYED: NOT_REPRODUCED}.get(self.replay_verdict, INCONCLUSIVE)
+        return self.verdict
 
     @property
     def verdict(self) -> str:
@@ -170,11 +211,28 @@ class Reproduction:
         if self.sweeps != list(self.target.sweeps):
             command += f" --sweeps {','.join(self.sweeps)}"
         if runs and runs[0].mode == "native":
-            command += " --mode native"
+            command += " --mode native --rng numpy"  # the post's sweeps draw by rng "julia"
         return f"`{command} --seeds {seeds}` (same other options; finished runs are skipped)"
 
     def summary(self) -> list[str]:
-        lines = [f"Reproduction of {self.target.name} ({self.target.title}): {self.verdict.upper()}{self.scope}"]
+        lines = []
+        if self.has_replay:
+            seed = self.target.replay_seed
+            lines.append(f"Reproduction of {self.target.name} ({self.target.title}){self.scope}")
+            lines.append(f"Do the write-up's own runs replay (seed {seed}, its generator's draws)? "
+                         f"{self.replay_verdict.upper()}")
+            for side in SIDES:
+                lines.append(f"  {replay_side_line(self, side)}")
+                reasons = self.replay_verdicts.get(side, (None, []))[1]
+                lines += [f"    - {r}" for r in reasons[:12]] + ([f"    - ... ({len(reasons) - 12} more)"]
+                                                                  if len(reasons) > 12 else [])
+            lines.append(f"Is seed {seed} a typical draw (its final test accuracy among our other seeds)?")
+            lines += [f"  {standing_line(self, side)}" for side in SIDES if side in self.sides]
+            lines.append(f"Do the published figures lie in our other seeds' spread (a question about the seeds' "
+                         f"distribution, not about the post's own run)? {self.verdict.upper()}")
+        else:
+            lines.append(f"Reproduction of {self.target.name} ({self.target.title}): {self.verdict.upper()}"
+                         f"{self.scope}")
         for side in SIDES:
             if side not in self.sides:
                 lines.append(f"  {BACKEND_NAMES[side]}: not run")
@@ -183,10 +241,16 @@ class Reproduction:
             lines.append(f"  {side_line(self, side)}")
             lines += [f"    - {r}" for r in reasons[:12]] + ([f"    - ... ({len(reasons) - 12} more)"]
                                                               if len(reasons) > 12 else [])
+        if self.has_replay:
+            lines += ["Rule: " + line for line in replays.rule_lines(self.policy.replay_k, self.policy.level,
+                                                                     self.policy.min_seeds, self.target.replay_seed)]
+            lines.append(f"      {self.band.describe()}")
         lines.append("Rule: " + reproduction.rule_lines(self.policy.level, self.policy.min_seeds)[0])
         lines.append(f"Report: {self.files['markdown']}")
         lines.append(f"        {self.files['html']} (self-contained, opens from disk)")
         lines.append(f"        {self.files['figures']} (every published figure with its verdict)")
+        if "replay" in self.files:
+            lines.append(f"        {self.files['replay']} (every published figure beside the replays)")
         return lines
 
 
@@ -208,6 +272,7 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
         raise ConfigError(f"no runs of `reproduce {target.name}` in {runs_dir} (sweeps {', '.join(names)}): run "
                           f"`python -m fluxlenet reproduce {target.name}` first, or give --runs-dir")
     sides = _frameworks(results)
+    variants, variant_notes = load_variants(target, runs_dir, names)
     judged = []
     for name, result in results.items():
         for verdict in result.verdicts:
@@ -217,18 +282,87 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
             else:
                 pub, mismatch = result.published.get(run), result.published_mismatch.get(run) or []
             by_side = {s: result.groups[run][s] for s in sides if result.groups[run].get(s)}
+            # the replay seed's runs are the write-up's own run again: judged against it, not pooled as a seed
+            own = {s: r for s, runs in by_side.items() for r in runs if is_replay(target, r)}
+            by_side = {s: [r for r in runs if r is not own.get(s)] for s, runs in by_side.items()}
             figures = {}
             if pub is not None and not mismatch:
                 wanted = reproduction.published_figures(pub)
                 figures = {s: reproduction.judge_published(run, s, runs, wanted, policy.level, policy.min_seeds)
                            for s, runs in by_side.items()}
+            same_draws = [v for v in variants.get((name, run), [])
+                          if any(v.semantic() == r.semantic() for r in own.values())]
+            variant_notes += [f"{v.dir}: left out of the band (its settings differ from the replay's beyond "
+                              f"arithmetic)" for v in variants.get((name, run), []) if v not in same_draws]
             judged.append(RunJudgement(name, run, pub, mismatch, by_side, figures,
-                                       [c for c in verdict.checks if c.kind != "published"]))
+                                       [c for c in verdict.checks if c.kind != "published"], own, same_draws))
     out = Reproduction(target, runs_dir, runs_dir / f"reproduce-{target.name}", policy, names, results, judged,
-                       [], sides, planted_name)
+                       [], sides, planted_name, variant_notes=variant_notes)
+    if out.has_replay:
+        judge_replays(out)
     out.claims = [judge_claim(out, claim) for claim in target.claims if claim.sweep in names]
     out.verdicts = {side: side_verdict(out, side) for side in sides}
     return out
+
+
+def is_replay(target: Target, run: RunFiles) -> bool:
+    """A run of the write-up's own seed with its generator's draws (the sweeps' rng scheme)."""
+    return (target.replay_seed is not None and run.seed == target.replay_seed and run.mode == "lockstep"
+            and run.config.get("rng") == "julia")
+
+
+def load_variants(target: Target, runs_dir: Path, names: list[str]) -> tuple[dict, list[str]]:
+    """{(sweep, run): the replay seed's runs of the target's variant sweeps}, and notes on damaged ones."""
+    out, damaged = {}, []
+    for name in names:
+        for variant, _ in target.replay_variants:
+            found: list[Damaged] = []
+            for run in load_sweep_dir(runs_dir / target.variant_sweep(name, variant), found):
+                if is_replay(target, run):
+                    out.setdefault((name, run.run), []).append(run)
+            damaged += [f"{d.dir}: damaged, left out of the band: {d.message}" for d in found]
+    return out, damaged
+
+
+def judge_replays(rep: Reproduction) -> None:
+    """The band from every same-seed pair, then each replay against its published figures and each
+    replay seed among the other seeds; the replay verdict per framework."""
+    rep.band = replays.estimate_band([list(j.replays.values()) + j.variants for j in rep.judged],
+                                     reproduction.FIGURE_METRICS, k=rep.policy.replay_k)
+    for j in rep.judged:
+        if not j.applies:
+            continue
+        wanted = reproduction.published_figures(j.pub)
+        for side in j.sides:
+            replay = j.replays.get(side)
+            j.replay[side] = replays.judge_replay(replay, wanted, rep.band)
+            if replay is not None:
+                epochs = sorted(int(e) for e in replay.log.index)
+                found = [replays.standing(replay, j.sides[side], "test_acc", e, rep.policy.level,
+                                          rep.policy.min_seeds) for e in epochs]
+                j.standings[side] = [s for s in found if s is not None]
+    rep.replay_verdicts = {side: replay_side_verdict(rep, side) for side in rep.sides}
+
+
+def replay_side_verdict(rep: Reproduction, side: str) -> tuple[str, list[str]]:
+    """(verdict, reasons) of one framework's replay: its headline figures decide."""
+    states, reasons = set(), []
+    for j in rep.judged:
+        if not j.applies:
+            continue
+        f = j.replay_headline(side)
+        if f is None:
+            states.add(INCONCLUSIVE)
+            reasons.append(f"{j.label}: no replay run (seed {rep.target.replay_seed}) in {BACKEND_NAMES[side]}")
+            continue
+        states.add(f.verdict)
+        if f.verdict != REPLAYED:
+            reasons.append(f"{j.label}, final test accuracy (epoch {f.epoch}): {f.verdict}: "
+                           + (f"published {fmt(f.figure.value, 4)}, replay {fmt(f.value, 4)} ({f.why})"
+                              if f.value is not None else f.why))
+    if not states:
+        return INCONCLUSIVE, ["no published figures to replay"]
+    return next(s for s in (NOT_REPLAYED, INCONCLUSIVE, REPLAYED) if s in states), reasons
 
 
 def judge_claim(rep: Reproduction, claim: Claim) -> ClaimJudgement:
@@ -310,6 +444,40 @@ def side_verdict(rep: Reproduction, side: str) -> tuple[str, list[str]]:
 def side_line(rep: Reproduction, side: str) -> str:
     """'PyTorch: not reproduced (11 headline figures: ...; conclusions: ...)'."""
     return f"{BACKEND_NAMES[side]}: {rep.verdicts[side][0]} ({headline_count(rep, side)}; {claim_count(rep, side)})"
+
+
+def replay_side_line(rep: Reproduction, side: str) -> str:
+    """'PyTorch: replayed (11 headline figures: 11 replayed; every figure: 430 replayed, 10 not replayed)'."""
+    name = BACKEND_NAMES[side]
+    if side not in rep.sides:
+        other = BACKEND_NAMES[next(s for s in SIDES if s != side)]
+        why = " (Julia not set up)" if side == "flux" else ""
+        return f"{name}: not run{why}: the replay is {other}'s alone"
+    heads = [j.replay_headline(side).verdict for j in rep.judged if j.replay_headline(side) is not None]
+    every = [f.verdict for j in rep.judged for f in j.replay.get(side, [])]
+
+    def counts(verdicts):
+        return ", ".join(f"{verdicts.count(v)} {v}" for v in (REPLAYED, NOT_REPLAYED, INCONCLUSIVE)
+                         if verdicts.count(v))
+    return (f"{name}: {rep.replay_verdicts[side][0]} ({len(heads)} headline figure{'s' if len(heads) != 1 else ''}: "
+            f"{counts(heads) or 'none'}; "
+            f"every published figure: {counts(every) or 'none'})")
+
+
+def standing_line(rep: Reproduction, side: str) -> str:
+    """'PyTorch: typical in 9 of 11 runs, lucky in 2 (baseline z +2.3, rank 1 of 5; ...)'."""
+    found = [(j, j.final_standing(side)) for j in rep.judged if j.final_standing(side) is not None]
+    if not found:
+        return f"{BACKEND_NAMES[side]}: no replay run to place"
+    verdicts = [s.verdict for _, s in found]
+    counts = ", ".join(f"{verdicts.count(v)} {v}" if i else f"{v} in {verdicts.count(v)} of {len(found)} runs"
+                       for i, v in enumerate(v for v in (replays.TYPICAL, replays.LUCKY, replays.UNLUCKY, INCONCLUSIVE)
+                                             if verdicts.count(v)))
+    unusual = [f"{j.label} z {s.z:+.1f}, rank {s.rank} of {s.of}" for j, s in found
+               if s.verdict in (replays.LUCKY, replays.UNLUCKY) and s.z is not None]
+    others = sorted({r.seed for j, _ in found for r in j.sides.get(side, [])})
+    return (f"{BACKEND_NAMES[side]} (seeds {','.join(map(str, others)) or 'none'} beside it): {counts}"
+            + (f" ({'; '.join(unusual)})" if unusual else ""))
 
 
 def headline_count(rep: Reproduction, side: str) -> str:
@@ -493,6 +661,7 @@ def setup_rows(rep: Reproduction) -> tuple[list[str], list[list[str]]]:
     full = all(r.config.get("dataset") == "mnist" and r.samples("train") == 60000 and r.samples("test") == 10000
                for r in runs)
     seeds = sorted({r.seed for r in runs})
+    replayed = sorted({r.seed for j in rep.judged for r in j.replays.values()})
     modes = sorted({r.mode for r in runs})
     devices = sorted({str(r.meta.get("device")) for r in runs})
     same = {
@@ -501,8 +670,10 @@ def setup_rows(rep: Reproduction) -> tuple[list[str], list[list[str]]]:
         "data": "yes" if full else f"no: {', '.join(data)} images (train / test)",
         "protocol": ("taken as given (--published)" if rep.planted else
                      "yes" if not mismatches else "no: " + "; ".join(mismatches)),
-        "draws": f"the scheme yes, the draws no: seeds {', '.join(map(str, seeds))} ({', '.join(modes)} mode) "
-                 f"instead of the write-up's one draw",
+        "draws": (f"yes: seed {replayed[0]} replays the write-up's draws; seeds {', '.join(map(str, seeds)) or 'none'} "
+                  f"are other draws of its scheme" if replayed else
+                  f"the scheme yes, the draws no: seeds {', '.join(map(str, seeds))} ({', '.join(modes)} mode) "
+                  f"instead of the write-up's one draw"),
         "hardware": f"no: {', '.join(devices)} (timings are not comparable)",
         "assumed": "assumed (the write-up does not say)",
     }
@@ -545,6 +716,10 @@ def plot_bands(rep: Reproduction, sweep: str, path: Path) -> Path:
                 ax.fill_between(band.index, band["mean"] - band.sd, band["mean"] + band.sd, color=colour, alpha=0.3,
                                 label="± sd")
                 ax.fill_between(band.index, band["min"], band["max"], color=colour, alpha=0.12, label="min–max")
+            for side, replay in j.replays.items():
+                if metric in replay.log:
+                    ax.plot(replay.log.index, replay.log[metric], "--", color=plots.SIDE_COLOURS.get(side),
+                            label=f"{BACKEND_NAMES.get(side, side)} replay (seed {rep.target.replay_seed})")
             if j.applies and j.pub.epochs is not None and metric in j.pub.epochs:
                 ref = j.pub.epochs[metric].dropna()
                 ax.plot(ref.index, ref.to_numpy(), ":", color=plots.PUBLISHED_COLOUR, marker="s", markersize=3,
@@ -563,7 +738,8 @@ def plot_bands(rep: Reproduction, sweep: str, path: Path) -> Path:
                 ax.set_xlabel("epoch (epoch 0 below the axis)")
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
-    title = f"{sweep}: our seeds per epoch (line: mean, dark: ± sd, light: min–max), published: black"
+    title = f"{sweep}: our seeds per epoch (line: mean, dark: ± sd, light: min–max), published: black" + (
+        f", dashed: the replay of the post's own run (seed {rep.target.replay_seed})" if rep.has_replay else "")
     fig.suptitle(textwrap.fill(title, int(9 * 3.8 * cols)), fontsize=11)
     return plots.save_figure(fig, path)
 
@@ -648,6 +824,117 @@ def figures_csv(rep: Reproduction) -> str:
     return out.getvalue()
 
 
+REPLAY_CLASS = {REPLAYED: "pass", NOT_REPLAYED: "fail", INCONCLUSIVE: "inconclusive"}
+REPLAY_COLUMNS = ["sweep", "run", "framework", "metric", "epoch", "headline", "published", "replay", "difference",
+                  "band", "verdict", "why"]
+
+
+def replay_csv(rep: Reproduction) -> str:
+    """Every published figure beside each framework's replay of it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REPLAY_COLUMNS)
+    for j in rep.judged:
+        for side, figures in j.replay.items():
+            for f in figures:
+                writer.writerow([j.sweep, j.run, side, f.figure.metric, "" if f.epoch is None else f.epoch,
+                                 f.figure.headline, f.figure.value]
+                                + ["" if v is None else repr(float(v)) for v in (f.value, f.difference, f.band)]
+                                + [f.verdict, f.why])
+    return out.getvalue()
+
+
+def seeds_side(rep: Reproduction) -> str:
+    """The framework whose other seeds the replay tables show: PyTorch where it ran."""
+    return "torch" if "torch" in rep.sides else rep.sides[0]
+
+
+def replay_final_rows(rep: Reproduction) -> tuple[list[str], list[list[str]]]:
+    """A row per run at its final epoch: published, each replay, the band, the other seeds, the seed's rank."""
+    seed, side = rep.target.replay_seed, seeds_side(rep)
+    header = (["run", "epoch", "published test acc"] + [f"{BACKEND_NAMES[s]} replay" for s in SIDES]
+              + ["band ±", "verdict (Flux / PyTorch)", f"{BACKEND_NAMES[side]} other seeds: mean ± sd (n)",
+                 f"seed {seed}: z, rank ({BACKEND_NAMES[side]})"])
+    rows = []
+    for j in rep.judged:
+        heads = {s: j.replay_headline(s) for s in SIDES}
+        head = next((f for f in heads.values() if f is not None), None)
+        if head is None:
+            continue
+        st = j.final_standing(side)
+        rows.append([j.label, str(head.epoch), fmt(head.figure.value, 4)]
+                    + [fmt(heads[s].value, 4) if heads[s] is not None and heads[s].value is not None else
+                       ("not run" if s not in rep.sides else "–") for s in SIDES]
+                    + [fmt(head.band, 3) if head.band is not None else "–",
+                       " / ".join(heads[s].verdict if heads[s] else "–" for s in SIDES),
+                       f"{st.others.mean:.2f} ± {st.others.sd:.2f} (n={st.others.n})" if st and st.others.n > 1
+                       else "–",
+                       f"{st.z:+.1f}, {st.rank} of {st.of}" if st and st.z is not None and math.isfinite(st.z)
+                       else (f"rank {st.rank} of {st.of}" if st else "–")])
+    return header, rows
+
+
+def replay_epoch_rows(rep: Reproduction, j: RunJudgement) -> tuple[list[str], list[list[str]]]:
+    """One run's test accuracy per epoch: published, each replay, the band, the other seeds, the seed's z."""
+    side = seeds_side(rep)
+    header = (["epoch", "published"] + [f"{BACKEND_NAMES[s]} replay" for s in SIDES]
+              + ["band ±", f"{BACKEND_NAMES[side]} other seeds: mean ± sd", f"seed {rep.target.replay_seed}: z"])
+    by_epoch = {s: {f.epoch: f for f in j.replay.get(s, []) if f.figure.metric == "test_acc"} for s in SIDES}
+    standings = {st.epoch: st for st in j.standings.get(side, [])}
+    epochs = sorted({e for cells in by_epoch.values() for e in cells if e is not None})
+    rows = []
+    for e in epochs:
+        cells = {s: by_epoch[s].get(e) for s in SIDES}
+        any_cell = next(c for c in cells.values() if c is not None)
+        st = standings.get(e)
+        mark = {REPLAYED: "", NOT_REPLAYED: " ✗", INCONCLUSIVE: " ?"}
+        rows.append([str(e), fmt(any_cell.figure.value, 4)]
+                    + [fmt(cells[s].value, 4) + mark[cells[s].verdict] if cells[s] and cells[s].value is not None
+                       else "–" for s in SIDES]
+                    + [fmt(any_cell.band, 3) if any_cell.band is not None else "–",
+                       f"{st.others.mean:.2f} ± {st.others.sd:.2f}" if st and st.others.n > 1 else "–",
+                       f"{st.z:+.1f}" if st and st.z is not None and math.isfinite(st.z) else "–"])
+    return header, rows
+
+
+def band_rows(band: Band) -> tuple[list[str], list[list[str]]]:
+    metrics = [m for m in ("test_acc", "test_loss", "train_acc", "train_loss") if any(k[0] == m for k in band.widths)]
+    epochs = sorted({e for _, e in band.widths})
+    header = ["epoch"] + [f"{m.replace('_', ' ')} ± (pairs)" for m in metrics]
+    rows = [[str(e)] + [f"{band.widths[(m, e)]:.4g} ({band.counts[(m, e)]})" if (m, e) in band.widths else "–"
+                        for m in metrics] for e in epochs]
+    return header, rows
+
+
+def replay_blocks(rep: Reproduction) -> list[tuple]:
+    seed = rep.target.replay_seed
+    blocks: list[tuple] = [("h2", f"The post's own runs, replayed (seed {seed})")]
+    blocks.append(("p", f"The post drew everything random from one Julia MersenneTwister seeded with {seed}: the "
+                        f"initial weights, then the batch order. Our runs of seed {seed} use the same draws "
+                        f"(computed in Python, handed to both frameworks), so they are the post's runs again, "
+                        f"differing only in arithmetic. Each published figure is set beside them; the band is how "
+                        f"far same-seed runs lie apart when only their arithmetic differs. Every figure with its "
+                        f"verdict: `{rep.files['replay'].name}`."))
+    if "flux" not in rep.sides:
+        blocks.append(("p", "Flux was not run here (Julia not set up): the replay below is PyTorch's alone."))
+    blocks.append(("ul", replays.rule_lines(rep.policy.replay_k, rep.policy.level, rep.policy.min_seeds, seed)
+                   + [rep.band.describe() + "."] + rep.variant_notes))
+    blocks.append(("h3", "Every run at its final epoch"))
+    blocks.append(("table", *replay_final_rows(rep)))
+    header, rows = band_rows(rep.band)
+    blocks.append(("h3", "The band per epoch"))
+    blocks.append(("p", "Half-width of the band per figure and epoch, with the number of same-seed differences "
+                        "behind it:" if rows else "No same-seed pair was run, so there is no band: every replay "
+                                                  "figure is inconclusive."))
+    if rows:
+        blocks.append(("table", header, rows))
+    blocks.append(("h3", "Test accuracy per epoch, run by run"))
+    blocks.append(("p", "✗ outside the band, ? inconclusive; the other seeds are the same scheme's other draws."))
+    tables = [(j.label, *replay_epoch_rows(rep, j)) for j in rep.judged]
+    blocks.append(("tables", [t for t in tables if t[2]]))
+    return blocks
+
+
 def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[tuple]:
     target = rep.target
     blocks: list[tuple] = [("h1", f"Reproduction: {target.title}")]
@@ -655,7 +942,17 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
         "judged against the published figures shipped in fluxlenet/reference"
     blocks.append(("p", f"`python -m fluxlenet reproduce {target.name}`: runs from `{rep.runs_dir}`, {source}; "
                         f"report written {time.strftime('%Y-%m-%d %H:%M')}."))
-    blocks.append(("verdict", VERDICT_CLASS[rep.verdict], f"Reproduced? {rep.verdict}{rep.scope}"))
+    if rep.has_replay:
+        seed = target.replay_seed
+        blocks.append(("verdict", REPLAY_CLASS[rep.replay_verdict],
+                       f"Do the post's own runs replay (seed {seed}, its draws)? {rep.replay_verdict}{rep.scope}"))
+        blocks.append(("ul", [replay_side_line(rep, side) + (": " + "; ".join(reasons) if reasons else ".")
+                              for side in SIDES for reasons in [rep.replay_verdicts.get(side, (None, []))[1]]]))
+        blocks.append(("p", f"Is seed {seed} a typical draw? " + "; ".join(
+            standing_line(rep, side) for side in SIDES if side in rep.sides) + "."))
+    question = ("Do the published figures lie in our other seeds' spread (a question about the seeds' "
+                "distribution, not about the post's own run)?" if rep.has_replay else "Reproduced?")
+    blocks.append(("verdict", VERDICT_CLASS[rep.verdict], f"{question} {rep.verdict}{rep.scope}"))
     lines = []
     for side in SIDES:
         if side not in rep.sides:
@@ -675,7 +972,11 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
         "conclusion holds; not reproduced when a headline figure is not or a conclusion does not hold; "
         "inconclusive otherwise (too few seeds, runs missing, another protocol)." + chance,
         "Change the level or the seeds needed with `--tolerance level=0.999,min_seeds=5` (or `--policy FILE.toml`).",
-        "Exit code: 0 reproduced, 1 not reproduced, 4 inconclusive."]))
+        "Exit code: " + ("by the replay: 0 replayed, 1 not replayed, 4 inconclusive." if rep.has_replay else
+                         "0 reproduced, 1 not reproduced, 4 inconclusive.")]))
+
+    if rep.has_replay:
+        blocks += replay_blocks(rep)
 
     blocks.append(("h2", "What was run"))
     ran = [f"Left out with --sweeps: {', '.join(rep.left_out)}."] if rep.left_out else []
@@ -779,6 +1080,8 @@ def write_report(target: Target, runs_dir: str | Path = "runs", policy: Policy |
     folder = rep.folder
     folder.mkdir(parents=True, exist_ok=True)
     rep.files = {"markdown": folder / "report.md", "html": folder / "report.html", "figures": folder / "figures.csv"}
+    if rep.has_replay:
+        rep.files["replay"] = folder / "replay.csv"
     plots = {}
     for name in rep.results:
         plots[name] = {"performance comparison": plot_comparison(rep, name, "accuracy",
@@ -787,6 +1090,8 @@ def write_report(target: Target, runs_dir: str | Path = "runs", policy: Policy |
                        "band": plot_bands(rep, name, folder / f"band-{name}.png")}
     blocks = build_blocks(rep, plots)
     atomic_write_text(rep.files["figures"], figures_csv(rep))
+    if rep.has_replay:
+        atomic_write_text(rep.files["replay"], replay_csv(rep))
     atomic_write_text(rep.files["markdown"], render.to_markdown(blocks, folder))
     atomic_write_text(rep.files["html"], render.to_html(blocks, f"Reproduction: {target.title}"))
     return rep

@@ -30,6 +30,15 @@ class Target:
     # decides whether a run reproduced it: julia | flux | data | protocol | draws | hardware | assumed)
     setup: tuple[tuple[str, str, str, str], ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    # The seed of the write-up's own runs, where its generator is known (the sweeps' `rng` scheme): its run of
+    # ours is a replay of the published one (parity.replay). None: the write-up's draws are unknown.
+    replay_seed: int | None = None
+    # Same-seed runs that differ only in arithmetic, made beside the replay to size its band: (name, changes);
+    # their runs go to the sweep folder `<sweep>-replay-<name>`, PyTorch only.
+    replay_variants: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+
+    def variant_sweep(self, sweep: str, variant: str) -> str:
+        return f"{sweep}-replay-{variant}"
 
     def select(self, names: str | None) -> list[str]:
         """The sweeps asked for with --sweeps (all when None), in the target's order."""
@@ -64,13 +73,18 @@ POST = Target(
         ("model and training", "the model zoo's LeNet-5 (conv 5x5 1=>6, 6=>16, dense 256=>120=>84=>10, ReLU, max "
                                "pooling); ADAM(3e-4) or the swept rule after WeightDecay(lambda), 10 epochs, batch "
                                "as swept", "the same layers and rules, from one spec for both frameworks", "protocol"),
-        ("initial weights", "glorot_uniform, zero biases, one draw of Julia's RNG (one fixed seed for every run)",
-         "glorot_uniform, zero biases, one draw per seed (NumPy in lockstep mode, each framework's RNG in native "
-         "mode)", "draws"),
-        ("batch order", "Flux 0.12's DataLoader shuffle from Julia's RNG",
-         "one permutation per epoch from the seed", "draws"),
+        ("initial weights", "Flux 0.12's glorot_uniform, zero biases, drawn by Julia's MersenneTwister after "
+                            "Random.seed!(42) (one seed for every run)",
+         "the same draws, computed in Python (fluxlenet.julia_random) and handed to both frameworks: seed 42 "
+         "replays the post's runs, other seeds are other draws of the same scheme", "draws"),
+        ("batch order", "Flux 0.12's DataLoader: an in-place shuffle! of the same generator at every pass over "
+                        "the training set (training, and report(epoch))",
+         "the same shuffles, computed in Python", "draws"),
         ("hardware", "an 8-core i7-9700 desktop CPU", "this machine", "hardware"),
     ),
+    seeds=(42, 1, 2, 3, 4),
+    replay_seed=42,
+    replay_variants=(("float64", (("precision", "float64"),)),),
 )
 
 VARIANTS = Target(

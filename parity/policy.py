@@ -38,7 +38,7 @@ else:  # pragma: no cover
 
 from fluxlenet.config import ConfigError
 
-KINDS = ("repeat", "float64", "lockstep", "native", "seeds", "published")
+KINDS = ("repeat", "float64", "lockstep", "native", "seeds", "published", "replay")
 
 
 @dataclass
@@ -69,6 +69,8 @@ class Policy:
     # statistical verdicts (seeds, published): the level of the intervals, the seeds they need
     level: float = 0.99
     min_seeds: int = 3
+    # replays of a write-up's own seed: band = max(1e-4, replay_k x RMS of same-seed arithmetic differences)
+    replay_k: float = 3.0
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -173,5 +175,8 @@ class Policy:
             f"mean +- t({q:.4g}, n-1) x sd x sqrt(1+1/n) (where one new run of ours falls with probability "
             f"{p.level:g}); inconclusive below {p.min_seeds} seeds; the final test accuracy decides, the other "
             f"figures show where a gap lies (about {100 * (1 - p.level):.2g} in 100 of them fall outside by chance)",
+            f"replay    (our run of the write-up's own seed and draws against its figures): replayed when |published "
+            f"- replay| <= max(1e-4, {p.replay_k:g} x RMS of the differences between our same-seed runs that differ "
+            f"only in arithmetic), per metric and epoch; the final test accuracy decides",
         ]
         return [(line.split(" ", 1)[0], line) for line in lines]
