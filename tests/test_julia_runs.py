@@ -315,3 +315,46 @@ def test_a_killed_flux_worker_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_p
     monkeypatch.delenv("FLUXLENET_FAULT")
     assert [t.cfg.run for t in run_tasks(tasks[1:2], jobs=1, echo=lambda line: None)["finished"]] == ["B"]
     assert "Resuming from the checkpoint of epoch 1" in (tasks[1].run_dir / "console.log").read_text()
+
+
+def test_the_post_draws_python_hands_over_equal_julias_own_mersenne_twister():
+    """The julia scheme's weights (in Flux's layout, as Flux receives them) and batch orders, computed in
+    Python, against Julia's own MersenneTwister drawing as the post's train() does: glorot_uniform of Flux 0.12
+    layer by layer, then shuffle! at report(0) and twice an epoch."""
+    code = r'''
+import numpy as np
+from juliacall import Main as jl
+from fluxlenet.backends import flux_layout
+from fluxlenet.config import RunConfig
+from fluxlenet.init import epoch_orders, initial_weights
+from fluxlenet.models import LAYERS, has_weights
+
+layers = [l for l in RunConfig().layers() if has_weights(l)]
+shapes = [flux_layout.flux_weight_shape(l) for l in layers]
+fans = [LAYERS[l["kind"]].fans(l) for l in layers]
+jl.seval("using Random")
+draws = jl.seval("""(seed, n, epochs) -> begin
+    rng = MersenneTwister(seed)
+    weights = [(rand(rng, Float32, dims...) .- 0.5f0) .* sqrt(24.0f0 / (fi + fo))
+               for (dims, (fi, fo)) in zip(%s, %s)]
+    idx = collect(1:n)
+    shuffle!(rng, idx)                       # report(0)
+    orders = Vector{Int}[]
+    for e in 1:epochs
+        shuffle!(rng, idx); push!(orders, copy(idx))
+        shuffle!(rng, idx)                   # report(e)
+    end
+    weights, reduce(hcat, orders)
+end""" % (repr(shapes), repr(fans)))
+for seed in (42, 7, 2**32 - 1):
+    weights, orders = draws(seed, 640, 3)
+    ours = flux_layout.flux_params(layers, initial_weights(layers, seed, np.float32, rng="julia"))[0::2]
+    for k, w in enumerate(ours):
+        theirs = np.asarray(weights[k])
+        assert theirs.shape == w.shape and theirs.dtype == w.dtype and np.array_equal(theirs, w), (seed, k)
+    mine = epoch_orders(layers, seed, 640, "julia")
+    for e in range(3):
+        assert np.array_equal(np.asarray(orders)[:, e] - 1, next(mine)), (seed, e)
+print("DRAWS EQUAL")
+'''
+    assert "DRAWS EQUAL" in python_with_julia(code)
