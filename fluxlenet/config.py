@@ -107,7 +107,8 @@ class RunConfig:
     # the in-place shuffles of its DataLoader): the post's runs are seed 42 of the "julia" scheme.
     rng: str = setting("numpy", choices=lambda: RNGS, cli="run",
                        help="the generator of the lockstep weights and batch order: numpy, or julia (Julia 1.10's "
-                            "MersenneTwister as the post drew them: with seed 42 the post's own runs)")
+                            "MersenneTwister as the post drew them: with seed 42 the post's own runs; the post's "
+                            "sweeps baseline, batchsize, l2 and optimizer set julia and seed 42)")
     precision: str = setting("float32", choices=lambda: PRECISIONS, cli="run", julia=True,
                              help="float64: lockstep runs of the two frameworks agree to about 1e-16")
     device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
