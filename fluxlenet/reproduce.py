@@ -808,20 +808,22 @@ FIGURE_COLUMNS = ["sweep", "run", "framework", "metric", "epoch", "headline", "p
                   "max", "interval_low", "interval_high", "z", "verdict", "why"]
 
 
-def figures_csv(rep: Reproduction) -> str:
+def csv_text(header: list[str], rows) -> str:
+    """A CSV document; None is an empty cell, a float its repr (every digit)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(FIGURE_COLUMNS)
-    for j in rep.judged:
-        for side, figures in j.figures.items():
-            for f in figures:
-                s = f.sample
-                low, high = f.interval or (None, None)
-                writer.writerow([j.sweep, j.run, side, f.metric, "" if f.epoch is None else f.epoch, f.headline,
-                                 f.published, s.n] + ["" if v is None else repr(float(v)) for v in
-                                                      (s.mean, s.sd, s.min, s.max, low, high, f.z)]
-                                + [f.verdict, f.why])
+    writer.writerow(header)
+    writer.writerows([("" if v is None else repr(v) if isinstance(v, float) else v) for v in row] for row in rows)
     return out.getvalue()
+
+
+def figures_csv(rep: Reproduction) -> str:
+    return csv_text(FIGURE_COLUMNS, (
+        [j.sweep, j.run, side, f.metric, f.epoch, f.headline, f.published, f.sample.n]
+        + [None if v is None else float(v) for v in (f.sample.mean, f.sample.sd, f.sample.min, f.sample.max,
+                                                     *(f.interval or (None, None)), f.z)]
+        + [f.verdict, f.why]
+        for j in rep.judged for side, figures in j.figures.items() for f in figures))
 
 
 REPLAY_CLASS = {REPLAYED: "pass", NOT_REPLAYED: "fail", INCONCLUSIVE: "inconclusive"}
@@ -831,17 +833,10 @@ REPLAY_COLUMNS = ["sweep", "run", "framework", "metric", "epoch", "headline", "p
 
 def replay_csv(rep: Reproduction) -> str:
     """Every published figure beside each framework's replay of it."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REPLAY_COLUMNS)
-    for j in rep.judged:
-        for side, figures in j.replay.items():
-            for f in figures:
-                writer.writerow([j.sweep, j.run, side, f.figure.metric, "" if f.epoch is None else f.epoch,
-                                 f.figure.headline, f.figure.value]
-                                + ["" if v is None else repr(float(v)) for v in (f.value, f.difference, f.band)]
-                                + [f.verdict, f.why])
-    return out.getvalue()
+    return csv_text(REPLAY_COLUMNS, (
+        [j.sweep, j.run, side, f.figure.metric, f.epoch, f.figure.headline, f.figure.value]
+        + [None if v is None else float(v) for v in (f.value, f.difference, f.band)] + [f.verdict, f.why]
+        for j in rep.judged for side, figures in j.replay.items() for f in figures))
 
 
 def seeds_side(rep: Reproduction) -> str:
