@@ -984,9 +984,11 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
     blocks.append(("ul", list(dict.fromkeys(ran))))
 
     blocks.append(("h2", "The write-up's tables"))
+    replay_note = (f" Seed {target.replay_seed} is not among them: it is the post's own run again, set beside the "
+                   f"published figures above." if rep.has_replay else "")
     blocks.append(("p", "Final test accuracy (the last epoch) and seconds per epoch (each run's median epoch) per "
                         "setting: mean ± sd (min–max, n seeds); ★ the best setting of each column; the verdict is the "
-                        "final test accuracy's."))
+                        "final test accuracy's." + replay_note))
     for name in rep.sweeps:
         if name not in rep.results:
             continue
