@@ -78,8 +78,9 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
     out = subprocess.run(sweep_command(sweep_file, local).split(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 
-    # run B's worker is SIGKILLed after its epoch-1 report: B failed, A finished as on the local executor
-    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"), env={"FLUXLENET_FAULT": "B:kill@epoch1"})
+    # run B's worker is SIGKILLed after its epoch-1 checkpoint: B failed, A finished as on the local executor
+    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"),
+                         env={"FLUXLENET_FAULT": "B:kill@checkpoint1"})
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     a, b = (on_ray / "two" / f"{name}-seed0" / "torch" for name in ("A", "B"))
     assert read_status(a)["status"] == "finished" and figures(a) == figures(local / "two" / "A-seed0" / "torch")
@@ -91,6 +92,7 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
     out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "A seed 0 [torch]: already done" in out.stdout
+    assert "Resuming from the checkpoint of epoch 1" in (b / "console.log").read_text()
     assert figures(b) == figures(local / "two" / "B-seed0" / "torch")
 
 
