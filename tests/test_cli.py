@@ -187,7 +187,7 @@ BAD_INPUTS = [
          "cannot write in {tmp}/runs/bad (No space left on device: {tmp}/runs/bad/.write-test.",
          env={"FLUXLENET_FAULT": "enospc@*"}),
     Case("runs folder holds other settings", sweep_args(),
-         "{tmp}/runs/bad/A-seed0/torch holds a run with other settings (epochs 9 there, 4 now); ",
+         "{tmp}/runs/bad/A-seed0/torch holds a run with other settings (batchsize 50 there, 100 now); ",
          setup="other-settings"),
     Case("another sweep running there", sweep_args(),
          "another sweep (pid {pid}) is running in {tmp}/runs/bad; wait for it to finish or use another --runs-dir",
@@ -327,7 +327,7 @@ def prepare(case: Case, tmp: Path, case_runs: Path | None = None):
     elif case.setup == "other-settings":
         run_dir = tmp / "runs" / "bad" / "A-seed0" / "torch"
         run_dir.mkdir(parents=True)
-        cfg = RunConfig(sweep="bad", run="A", batchsize=100, epochs=9, checktime=2, dataset="fashion-mnist",
+        cfg = RunConfig(sweep="bad", run="A", batchsize=50, epochs=4, checktime=2, dataset="fashion-mnist",
                         train_size=600, test_size=200)
         (run_dir / "config.json").write_text(json.dumps({"config": cfg.to_dict()}))
     elif case.setup == "locked":
