@@ -110,7 +110,7 @@ def test_list_values_and_numbered_runs_run_and_the_sweep_file_is_written_after_t
     (["--grid", "etax=1"], "--grid: run 'etax=1': unknown setting 'etax'"),
     (["--grid", "eta=1e-3", "--name", "../x"], "--name '../x' must not start with a dot"),
     (["--grid", "eta=1e-3", "--name", "a/b"], "--name 'a/b' must not contain / or \\"),
-    (["--grid", "eta=1e-3", "--name", "/tmp/x"], "--name '/tmp/x' must not contain / or \\"),
+    (["--grid", "eta=1e-3", "--name", "ABSOLUTE"], "must not contain / or \\"),
     (["--grid", "eta=1e-3", "--name", ""], "--name '' is empty"),
     (["--grid", "name=a,b"], "--grid: 'name' is not a setting a grid can vary (runs are named after their values)"),
     (["--grid", "backend=torch,flux"], "--grid: 'backend' is not a setting a grid can vary (the frameworks are "
@@ -134,9 +134,12 @@ def test_list_values_and_numbered_runs_run_and_the_sweep_file_is_written_after_t
     (["--base", "baseline"], "--base goes with --grid"),
     ([], "which sweep?"),
 ])
-def test_bad_grids_are_one_line_and_write_nothing(tmp_path, args, message):
-    out = fluxlenet("sweep", *args, "--runs-dir", tmp_path / "runs")
-    assert out.returncode == 2, out.stderr
-    lines = out.stderr.strip().splitlines()
+def test_bad_grids_are_one_line_and_write_nothing(tmp_path, cli, args, message):
+    work = tmp_path / "work"  # --name ../x would write beside runs/, here
+    (work / "runs").mkdir(parents=True)
+    args = [str(tmp_path / "abs") if a == "ABSOLUTE" else a for a in args]
+    code, _, err = cli("sweep", *args, "--runs-dir", work / "runs")
+    assert code == 2, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fluxlenet: error: ") and message in lines[0], lines
-    assert not (tmp_path / "runs").exists()
+    assert [p for p in tmp_path.rglob("*")] == [work, work / "runs"]  # nothing written anywhere
