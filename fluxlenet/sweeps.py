@@ -171,7 +171,8 @@ def grid_document(pairs: list[str], base: Sweep | None = None,
                   max_runs: int = GRID_MAX_RUNS) -> tuple[dict, list[str]]:
     """The sweep file of `sweep --grid KEY=V1,V2 ...` and notes for the user: every combination of the
     values, over each run of `base` (or over the defaults), each run named after its values
-    (`eta=1e-3_batchsize=32`), or numbered (run001, ...) when such a name cannot be a folder name.
+    (`eta=1e-3_batchsize=32`), or numbered (run1, ..., zero-padded to one width) when such a name
+    cannot be a folder name.
     Counted first: more than `max_runs` runs is refused before any is built."""
     axes = grid_axes(pairs)
     if base is None:
