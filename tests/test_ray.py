@@ -103,7 +103,7 @@ def test_run_folders_that_a_node_cannot_see_stop_the_sweep_before_training(tmp_p
     sweep_file.write_text(SWEEP)
     runs = tmp_path / "runs"
     runs.mkdir()
-    ray = shutil.which("ray")
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")  # the venv's, unactivated
     script = (f"{ray} start --head --port=6399 --num-cpus=0 --include-dashboard=false >/dev/null 2>&1 && "
               f"unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs {runs} && "
               f"{ray} start --address=127.0.0.1:6399 --num-cpus=2 >/dev/null 2>&1' && "
