@@ -8,6 +8,7 @@ ready, 130 stopped by Ctrl-C. `reproduce`: 0 reproduced, 1 not reproduced, 4 inc
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import subprocess
@@ -19,12 +20,17 @@ from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
+RAY_TIMEOUT_S = 60.0    # how long a --ray-address cluster has to answer
 EPOCHS_AND_STEPS = ("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
                     "--steps N stops after N optimiser steps")
 
 
 class NoJulia(Exception):
     """Flux was asked for explicitly and the Julia side is not ready."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) while runs were going: the message says what was saved."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +47,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
     return value
 
 
@@ -101,12 +117,16 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
                        help="train N whole epochs (replaces the sweep's epochs and any step budget it sets)")
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
         p.add_argument("--runs-dir", type=folder, default="runs", help="where run folders go (default: runs)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="backend runs at once, sharing the cores")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help="backend runs at once, sharing the cores (default 1; --executor local)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): spawned processes on this machine, --jobs at a time; ray: each "
                         "backend run a Ray task reserving its --threads as CPUs (pip install 'fluxlenet[ray]')")
     p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="the Ray cluster for --executor ray (default: a Ray instance on this machine)")
+    p.add_argument("--ray-timeout", type=positive_float, default=None, metavar="S",
+                   help=f"with --ray-address: seconds the cluster has to answer before the command gives up "
+                        f"(default {RAY_TIMEOUT_S:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "batchsize=32,128), over --base or the defaults; runs are named after their values and "
                         "the sweep file is written into the sweep folder (rerun it, report it, compare it)")
     p.add_argument("--base", default=None, metavar="NAME|FILE", help="with --grid: the sweep whose runs the grid spans")
-    p.add_argument("--name", default="grid", help="with --grid: the sweep's name and folder (default: grid)")
+    p.add_argument("--name", default=None,
+                   help="with --grid: the sweep's name, one folder name under --runs-dir (default: grid)")
+    p.add_argument("--max-runs", type=positive_int, default=None, metavar="N",
+                   help=f"with --grid: run a grid of more than {sweeps.GRID_MAX_RUNS:,} runs (up to N)")
     add_run_options(p, sweep=True)
 
     p = sub.add_parser("train", help="one run with the post's Args as flags",
@@ -276,20 +299,53 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
             raise ConfigError("--device cuda: no CUDA device is available to torch here; use --device cpu")
 
 
+def check_run_options(args) -> None:
+    """An option that would change nothing where it is given is refused in one line, not ignored."""
+    if args.executor != "ray":
+        for flag, value in (("--ray-address", args.ray_address), ("--ray-timeout", args.ray_timeout)):
+            if value is not None:
+                raise ConfigError(f"{flag} goes with --executor ray; without it the runs are processes of this "
+                                  f"machine")
+        return
+    if args.jobs is not None:
+        raise ConfigError("--jobs goes with --executor local; under Ray the cluster runs as many at once as its "
+                          "CPUs take (--threads each)")
+    if args.ray_timeout is not None and args.ray_address is None:
+        raise ConfigError("--ray-timeout goes with --ray-address (without it a Ray instance of this machine is "
+                          "started, not reached)")
+
+
+def saved_note(tasks) -> str:
+    """What an interrupted command leaves of the runs it was to run, in one sentence."""
+    from .runlog import FINAL_STATES, checkpoint_files, read_status
+    finished = [t for t in tasks if read_status(t.run_dir)["status"] in FINAL_STATES]
+    resumable = [t for t in tasks if t not in finished and checkpoint_files(t.run_dir)]
+    if not finished and not resumable:
+        return "No run finished or has a checkpoint to go on from; run the same command again to start them."
+    parts = ([f"{len(finished)} run(s) finished"] if finished else []) + (
+        [f"{len(resumable)} run(s) have a checkpoint to go on from"] if resumable else [])
+    rest = len(tasks) - len(finished) - len(resumable)
+    return (f"{' and '.join(parts)}; run the same command again to resume"
+            + (f" ({rest} run(s) without one start from the beginning)." if rest else "."))
+
+
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str], extra: list[tuple[RunConfig, list[str]]] = ()) -> int:
-    """Check the run folders and the inputs, then say `announce` and run what is not done: each of `configs`
-    in every one of `backends`, then each (config, its backends) of `extra`.
+            announce: list[str], prepare=None, extra: list[tuple[RunConfig, list[str]]] = ()) -> int:
+    """Check the run folders and the inputs, call `prepare` (a sweep file to write, say), say `announce`
+    and run what is not done: each of `configs` in every one of `backends`, then each (config, its backends)
+    of `extra`.
 
     A damaged run folder is named in one `error:` line and left as it is; the other runs go on
-    (exit code 2 at the end)."""
+    (exit code 2 at the end). Ctrl-C while runs go raises Interrupted, saying what was saved."""
     import contextlib
 
     from . import runner
     from .runlog import DamagedRun
     if args.executor == "ray":
-        from .ray_executor import import_ray
+        from .ray_executor import check_reachable, import_ray
         import_ray()  # without Ray: how to install it, before anything is read or written
+        if args.ray_address is not None:
+            check_reachable(args.ray_address, args.ray_timeout or RAY_TIMEOUT_S)
     tasks = []
     for cfg, its_backends in [(cfg, backends) for cfg in configs] + list(extra):
         for backend in its_backends:
@@ -307,6 +363,8 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
                 states.append("damaged")
                 damaged[task.run_dir] = str(e)
         check_inputs(configs, echo)
+        if prepare is not None:
+            prepare()
         for line in announce:
             echo(line)
         for error in damaged.values():
@@ -319,11 +377,14 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
                 echo(f"--- {task.label}: {task.run_dir} is damaged (see the error), left as it is")
             else:
                 todo.append(task)
-        if args.executor == "ray":
-            from .ray_executor import run_tasks_ray
-            results = run_tasks_ray(todo, lock_dirs[0], address=args.ray_address, echo=echo)
-        else:
-            results = runner.run_tasks(todo, jobs=args.jobs, echo=echo)
+        try:
+            if args.executor == "ray":
+                from .ray_executor import run_tasks_ray
+                results = run_tasks_ray(todo, lock_dirs[0], address=args.ray_address, echo=echo)
+            else:
+                results = runner.run_tasks(todo, jobs=args.jobs or 1, echo=echo)
+        except KeyboardInterrupt:
+            raise Interrupted(saved_note(todo)) from None
     print_summary(tasks, echo, damaged)
     failed = len(results.get("failed", [])) + len(results.get("interrupted", []))
     if failed:
@@ -360,24 +421,45 @@ def print_summary(tasks, echo, damaged=()) -> None:
              f"{fmt(sum(secs) / len(secs) if secs else None, '.1f'):>7}  {task.run_dir}")
 
 
-def grid_sweep(args) -> tuple[sweeps.Sweep, dict]:
-    """The sweep of --grid (validated like a sweep file) and its document, to be written as runs/NAME/NAME.toml."""
+def grid_sweep(args) -> tuple[sweeps.Sweep, str, list[str]]:
+    """The sweep of --grid (validated like a sweep file), the text of its sweep file (to be written as
+    runs/NAME/NAME.toml once the inputs are checked) and notes for the user."""
+    import tomli_w
     if args.sweep:
         raise ConfigError(f"give a sweep ({args.sweep}) or --grid, not both")
+    name = "grid" if args.name is None else args.name
+    problem = name_problem(name)
+    if problem:
+        raise ConfigError(f"--name {name!r} {problem}")
+    # an option replaces the grid's values (in every run alike): an axis it sets would train identical runs
+    given = {name: "--" + USER_NAMES.get(name, name).replace("_", "-") for name in overrides(args)}
+    given.update({"seed": "--seeds"} if args.seeds else {})
+    given.update({"steps": "--epochs"} if args.epochs is not None else {})  # whole epochs: no step budget
+    for key in sweeps.grid_axes(args.grid):
+        flag = given.get(RunConfig.ALIASES.get(key, key))
+        if flag:
+            raise ConfigError(f"--grid {key}=... and {flag} both set {key} (the option would give every run the "
+                              f"same value); use one")
     base = sweeps.load(args.base) if args.base else None
-    doc = sweeps.grid_document(args.grid, base)
-    path = Path(args.runs_dir) / args.name / f"{args.name}.toml"
-    return sweeps.from_document(doc, path, where="--grid: "), doc
-
-
-def write_grid_file(path: Path, doc: dict) -> None:
-    """The grid's sweep file beside its runs; an existing different grid of that name is kept, not replaced."""
-    import tomli_w
-    from .fsutil import atomic_write_text
+    doc, notes = sweeps.grid_document(args.grid, base, args.max_runs or sweeps.GRID_MAX_RUNS)
+    path = Path(args.runs_dir) / name / f"{name}.toml"
+    sweep = sweeps.from_document(doc, path, where="--grid: ")
     text = tomli_w.dumps(doc)
+    check_grid_file(path, text)
+    return sweep, text, [f"{note} (their settings: {path})" for note in notes]
+
+
+def check_grid_file(path: Path, text: str) -> None:
+    """An existing different grid of that name is kept, not replaced (its runs are in that folder)."""
     if path.is_file() and path.read_text(encoding="utf-8") != text:
         raise ConfigError(f"{path.parent} holds another grid ({path}); give this one another --name, "
                           f"or rerun that one with `python -m fluxlenet sweep {path}`")
+
+
+def write_grid_file(path: Path, text: str) -> None:
+    """The grid's sweep file beside its runs."""
+    from .fsutil import atomic_write_text
+    check_grid_file(path, text)
     atomic_write_text(path, text)
 
 
@@ -403,24 +485,29 @@ def sweep_configs(sweep: sweeps.Sweep, args, seeds: list[int] | None = None) -> 
 
 def cmd_sweep(args, echo) -> int:
     from . import runner
+    check_run_options(args)
+    notes, prepare = [], None
     if args.grid:
-        sweep, grid_doc = grid_sweep(args)
-    elif args.base:
-        raise ConfigError("--base goes with --grid (the sweep the grid spans)")
+        sweep, grid_text, notes = grid_sweep(args)
+        prepare = functools.partial(write_grid_file, sweep.path, grid_text)  # once the inputs are sound
+    elif args.base or args.name is not None or args.max_runs is not None:
+        flag, what = next((f, w) for f, v, w in (("--base", args.base, "the sweep the grid spans"),
+                                                 ("--name", args.name, "the grid's name; a sweep file's name is "
+                                                                       "its file name"),
+                                                 ("--max-runs", args.max_runs, "the most runs a grid may span"))
+                          if v is not None)
+        raise ConfigError(f"{flag} goes with --grid ({what})")
     elif not args.sweep:
         raise ConfigError("which sweep? give a name or a .toml file (see `python -m fluxlenet list`), or --grid KEY=V1,V2")
     else:
         sweep = sweeps.load(args.sweep)
     configs = sweep_configs(sweep, args, args.seeds)
-    notes = []
     backends = choose_backends(args.backend, notes)
     notes.append(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
                  f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
-    if args.grid:
-        write_grid_file(sweep.path, grid_doc)
     return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo,
-                   notes)
+                   notes, prepare=prepare)
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -435,6 +522,7 @@ def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> Confi
 
 
 def cmd_train(args, echo) -> int:
+    check_run_options(args)
     if args.epochs is not None and args.steps is not None:
         raise ConfigError(EPOCHS_AND_STEPS)
     savepath = Path(args.savepath)
@@ -526,6 +614,7 @@ def cmd_report(args, echo) -> int:
 def cmd_reproduce(args, echo) -> int:
     from . import reproduce, runner
     from .targets import TARGETS
+    check_run_options(args)
     target = TARGETS[args.target]
     names = target.select(args.sweeps)
     policy = tolerance_policy(args)
@@ -627,9 +716,11 @@ def main(argv=None) -> int:
     except NoJulia as e:
         print(f"fluxlenet: error: Flux was requested but cannot run: {e}", file=sys.stderr)
         return EXIT_NO_JULIA
-    except KeyboardInterrupt:
-        print("\nfluxlenet: stopped. Finished epochs and checkpoints are saved; "
-              "run the same command again to resume.", file=sys.stderr)
+    except Interrupted as e:  # while runs went
+        print(f"\nfluxlenet: stopped. {e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # no run was going
+        print("\nfluxlenet: stopped.", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as e:  # a disk that fills up or goes away under the sweep itself
         where = f": {e.filename}" if e.filename else ""

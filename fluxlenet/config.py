@@ -15,6 +15,7 @@ PRECISIONS = ("float32", "float64")
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-t10k-split")
 DEVICES = ("cpu", "cuda")
 
+LENGTH = ("epochs", "steps")  # how long a run trains: a run on disk may go on to another (RunConfig.length_problem)
 NAME_MAX = 100  # characters of a run or sweep name (a folder name, with "-seed<N>" after it)
 
 
@@ -215,12 +216,64 @@ class RunConfig:
         """The settings that change the result; a rerun with other values here is another run."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["result"]}
 
-    def differences(self, stored: dict) -> list[str]:
+    @classmethod
+    def from_stored(cls, stored: dict) -> "RunConfig":
+        """The RunConfig of a run on disk (config.json, checkpoint.json); fields this version lacks are ignored."""
+        names = set(cls.field_names())
+        return cls(**{k: v for k, v in stored.items() if k in names})
+
+    def differences(self, stored: dict, length: bool = True) -> list[str]:
         """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
-        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self."""
-        names = set(self.field_names())
-        there = RunConfig(**{k: v for k, v in stored.items() if k in names}).semantic_dict()
-        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items() if there[k] != v]
+        `stored` (the RunConfig fields of a run on disk) and self; with length=False, not the run's length
+        (epochs, steps: see length_problem)."""
+        there = RunConfig.from_stored(stored).semantic_dict()
+        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items()
+                if there[k] != v and (length or k not in LENGTH)]
+
+    # -- another length for a run on disk --------------------------------------------
+    def length(self) -> str:
+        return f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}" if self.steps is None else f"{self.steps} steps"
+
+    def end_step(self, ntrain: int) -> int:
+        """The optimiser steps of the whole run."""
+        return self.steps if self.steps is not None else self.epochs * self.steps_per_epoch(ntrain)
+
+    def length_problem(self, trained: "RunConfig", ntrain: int | None, checkpointed: bool,
+                       finished: bool) -> str | None:
+        """Why a run folder trained with `trained`, whose settings differ from self's in the length
+        alone (epochs, steps), cannot go on to self's length; None when it can. The text follows the
+        folder's name.
+
+        A run goes on from its checkpoint to a longer end exactly as it would have trained straight
+        through (in lockstep mode figure for figure): the schedule (optim_spec.lr_factor) and the
+        batch order (init.epoch_permutation) depend on the step and the epoch, never on the run's
+        length. That holds when every checkpoint lies at a whole epoch, which is so unless the old step
+        budget ends inside an epoch, and when none lies beyond the new end: a shorter end is refused (a
+        checkpoint may lie at the old end). Without checkpoints an unfinished run starts afresh anyway;
+        a finished one has nothing to go on from. `ntrain` None (not known yet): what needs it is left
+        to the worker, which knows it."""
+        advice = "use another folder (--runs-dir; --savepath for train) or remove that one"
+        if not checkpointed:
+            if finished:
+                return (f"holds a finished run of {trained.length()} without a checkpoint to go on from "
+                        f"(checktime 0), so it cannot be trained to {self.length()}; {advice}")
+            return None
+        if ntrain is None:
+            if trained.steps is None and self.steps is None and self.epochs < trained.epochs:
+                return self._shorter(trained)
+            return None
+        spe = self.steps_per_epoch(ntrain)
+        if trained.steps is not None and trained.steps % spe:
+            return (f"holds checkpoints of a run of {trained.length()}, which ends inside an epoch ({spe} steps "
+                    f"each), so it cannot go on to {self.length()}; {advice}")
+        if self.end_step(ntrain) < trained.end_step(ntrain):
+            return self._shorter(trained)
+        return None
+
+    def _shorter(self, trained: "RunConfig") -> str:
+        return (f"holds a run of {trained.length()}, longer than the {self.length()} asked for; ask for "
+                f"{trained.length()} or more (it goes on from its checkpoint), or use another folder "
+                f"(--runs-dir; --savepath for train)")
 
 
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ

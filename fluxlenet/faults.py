@@ -11,10 +11,14 @@ The tests kill, crash and starve real sweeps at exact points with it; no user ne
              killparent  SIGKILL the sweep process only: the orphaned worker must stop by itself
              enospc      atomic writes fail with "No space left on device" (POINT is then a
                          file name such as model.pt or log.csv, or * for every file)
-    POINT    start          the worker has started, before training
-             epochN         epoch N (0: the report before training) has been logged
-             checkpointN    the checkpoint of epoch N has been saved
-             stepN          before optimiser step N (counted from 1 over the run)
+    POINT    start          the worker has started, before its data is loaded and training starts
+             epochN         the report of epoch N (0: before training) has been logged, and epoch N's
+                            checkpoint, if it has one, is not written yet (epochs without a report,
+                            with infotime > 1, fire nothing)
+             checkpointN    the checkpoint of epoch N has been saved (model.pt; model.bson and
+                            optimiser.bson for Flux): a rerun goes on from epoch N
+             stepN          before optimiser step N (counted from 1 over the run); torch runs only
+    Both backends fire epochN and checkpointN at the same moments of the post's loop.
     RUN      only in the run of that name (the sweep file's `name`)
 
 e.g. FLUXLENET_FAULT="NADAM:abort@epoch2" or FLUXLENET_FAULT="enospc@model.pt".

@@ -43,6 +43,76 @@ def import_ray():
     return ray
 
 
+IMPORT_WAIT_S = 120.0  # how long the probe process may take to import Ray, before its connection is timed
+
+
+def _address_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of HOST:PORT or ray://HOST:PORT; None for the forms Ray resolves itself ("auto")."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _probe_connection(address: str, conn) -> None:
+    """In a process of its own: can a Ray driver connect to `address`? Says "imported" once Ray is
+    loaded, then None (connected) or the first line of the error. Ray's own lines go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    import logging
+    ray = import_ray()
+    conn.send("imported")
+    try:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False, logging_level=logging.ERROR)
+        ray.shutdown()
+        conn.send(None)
+    except Exception as e:
+        text = str(e).strip()
+        conn.send(text.splitlines()[0] if text else type(e).__name__)
+
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """One line (RayError), within about `timeout_s`, when no Ray cluster answers at `address`: Ray itself
+    retries for minutes without a word. Before anything is read or written.
+
+    First a plain TCP connection (nothing listens, no route: said at once), then a Ray driver connecting in
+    a process of its own (a port that is not a Ray cluster's: Ray's connection blocks, so it is timed there)."""
+    where = f"cannot reach the Ray cluster at {address}"
+    hint = "start it with `python -m fluxlenet ray-node`, or check the address (HOST:PORT, the head's port 6379 by default)"
+    host_port = _address_host_port(address)
+    if host_port is not None:
+        try:
+            socket.create_connection(host_port, timeout=timeout_s).close()
+        except socket.timeout:
+            raise RayError(f"{where}: no answer within {timeout_s:g} s; {hint}") from None
+        except OSError as e:
+            raise RayError(f"{where}: {e.strerror or e}; {hint}") from None
+    ctx = multiprocessing.get_context("spawn")
+    conn, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_probe_connection, args=(address, child), daemon=True)
+    proc.start()
+    child.close()
+    answer = "no answer"
+    try:
+        if conn.poll(IMPORT_WAIT_S) and conn.recv() == "imported" and conn.poll(timeout_s):
+            answer = conn.recv()
+    except EOFError:
+        proc.join()
+        answer = f"a Ray driver could not be started here (exit code {proc.exitcode})"
+    finally:
+        proc.join(5 if answer is None else 0)  # a probe that connected shuts down by itself
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+        conn.close()
+    if answer == "no answer":
+        raise RayError(f"{where}: no Ray answered within {timeout_s:g} s (--ray-timeout S waits longer); {hint}")
+    if answer is not None:
+        raise RayError(f"{where}: {answer}")
+
+
 def run_in_worker(backend: str, config: dict, run_dir: str) -> int:
     """The body of a Ray task: the run in a spawned worker process, as the local executor runs it.
     Returns the worker's exit code; a cancelled task (ray.cancel) stops its worker with SIGTERM, so the

@@ -32,7 +32,7 @@ from .config import ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import run_is_busy, write_config
 from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
-                     damaged, read_status, stored_config)
+                     damaged, read_config_file, read_status, stored_config)
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -70,16 +70,20 @@ def git_commit() -> str | None:
 def check_existing(task: Task) -> str:
     """"new", "done" (finished or diverged: skip) or "resume". ConfigError if the folder holds a run
     with other settings (by config.json, or by checkpoint.json when config.json is gone); DamagedRun
-    if a file of the run cannot be read, or a checkpoint's settings are unknown."""
+    if a file of the run cannot be read, or a checkpoint's settings are unknown.
+
+    A run of another length (epochs, steps) and the same settings otherwise goes on from its checkpoint
+    to the new length (a finished run too: "resume"), unless RunConfig.length_problem says why not; a
+    diverged run stays done, whatever the length."""
     run_dir = task.run_dir
     for folder in (run_dir.parent, run_dir):
         if folder.exists() and not folder.is_dir():
             raise damaged(folder, "is a file where the run folder should be", "move it away")
     settings = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
     for path in settings:
-        diff = task.cfg.differences(stored_config(path))
-        if diff:
-            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
+        if task.cfg.differences(stored_config(path), length=False):
+            raise ConfigError(f"{run_dir} holds a run with other settings "
+                              f"({', '.join(task.cfg.differences(stored_config(path)))}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
     if not settings:
         leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
@@ -90,7 +94,18 @@ def check_existing(task: Task) -> str:
                           f"move that folder away (or delete {name}) to start the run afresh")
         return "new"
     status, _ = check_run_files(run_dir)
-    if status["status"] in FINAL_STATES:
+    trained = stored_config(settings[-1])  # checkpoint.json, the checkpoints' settings, when it is there
+    if task.cfg.differences(trained) and status["status"] != "diverged":
+        finished = status["status"] in FINAL_STATES
+        ntrain = read_config_file(settings[0]).get("train_samples")  # config.json's, written by the worker
+        ntrain = ntrain if isinstance(ntrain, int) and ntrain > 0 else None
+        old = RunConfig.from_stored(trained)
+        problem = task.cfg.length_problem(old, ntrain, bool(checkpoint_files(run_dir)), finished)
+        if problem:
+            raise ConfigError(f"{run_dir} {problem}")
+        if finished and ntrain is not None and task.cfg.end_step(ntrain) == old.end_step(ntrain):
+            return "done"  # the same length in other words (epochs or steps)
+    elif status["status"] in FINAL_STATES:
         return "done"
     for path in checkpoint_files(run_dir):
         check_checkpoint(path)

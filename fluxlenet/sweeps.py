@@ -14,6 +14,7 @@ The package ships the post's sweeps; a path to a user's own file works the same 
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,44 +112,103 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
                  published=doc.get("published"))
 
 
+GRID_MAX_RUNS = 1000  # runs a --grid may span without --max-runs: a typo's huge product is said at once
+# RunConfig fields a grid cannot vary: each run's place, which the grid and the command decide
+NOT_AXES = {"name": "runs are named after their values", "run": "runs are named after their values",
+            "sweep": "the sweep is named by --name", "backend": "the frameworks are chosen by --backend"}
+
+
 def _grid_value(text: str):
-    """A --grid value typed as a sweep file would type it: 3e-4 a float, 32 an int, true a bool, else text."""
+    """A --grid value typed as a sweep file would type it: 3e-4 a float, 32 an int, true a bool, [1,2] a
+    list, else text."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
 
 
-def grid_document(pairs: list[str], base: Sweep | None = None) -> dict:
-    """The sweep file of `sweep --grid KEY=V1,V2 ...`: every combination of the values, over each run of
-    `base` (or over the defaults), each run named after its values (`eta=1e-3_batchsize=32`)."""
+def split_values(text: str) -> list[str]:
+    """V1,V2,... split at the commas outside brackets and quotes: milestones=[1,2],[3] is two lists."""
+    values, depth, quote, current = [], 0, None, ""
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth <= 0:
+            values.append(current.strip())
+            current = ""
+            continue
+        current += char
+    return values + [current.strip()]
+
+
+def grid_axes(pairs: list[str]) -> dict[str, list[str]]:
+    """The axes of `--grid KEY=V1,V2 ...`: key -> the values as written; ConfigError for a malformed pair,
+    a key given twice (under any of its names) or one that is not a setting a grid can vary."""
     axes: dict[str, list[str]] = {}
     for pair in pairs:
         key, sep, values = pair.partition("=")
-        texts = [v.strip() for v in values.split(",")]
-        if not sep or not key.strip() or not all(texts):
+        key = key.strip()
+        texts = split_values(values)
+        if not sep or not key or not all(texts):
             raise ConfigError(f"--grid expects KEY=VALUE[,VALUE...] (e.g. eta=1e-3,3e-4), got {pair!r}")
-        if key.strip() in axes:
-            raise ConfigError(f"--grid names {key.strip()!r} twice; give all its values at once: {key.strip()}=a,b")
-        axes[key.strip()] = texts
-    combos = [[]]
-    for key, texts in axes.items():
-        combos = [combo + [(key, text)] for combo in combos for text in texts]
+        if key in NOT_AXES:
+            raise ConfigError(f"--grid: {key!r} is not a setting a grid can vary ({NOT_AXES[key]})")
+        same = [k for k in axes if RunConfig.ALIASES.get(k, k) == RunConfig.ALIASES.get(key, key)]
+        if same:
+            named = f"{key!r} twice" if same[0] == key else f"{same[0]!r} and {key!r}, one setting"
+            raise ConfigError(f"--grid names {named}; give all its values at once: {key}=a,b")
+        axes[key] = texts
+    return axes
+
+
+def grid_document(pairs: list[str], base: Sweep | None = None,
+                  max_runs: int = GRID_MAX_RUNS) -> tuple[dict, list[str]]:
+    """The sweep file of `sweep --grid KEY=V1,V2 ...` and notes for the user: every combination of the
+    values, over each run of `base` (or over the defaults), each run named after its values
+    (`eta=1e-3_batchsize=32`), or numbered (run1, ..., zero-padded to one width) when such a name
+    cannot be a folder name.
+    Counted first: more than `max_runs` runs is refused before any is built."""
+    axes = grid_axes(pairs)
     if base is None:
         base_table, base_runs = {}, [{}]
     else:
         with open(base.path, "rb") as f:
             doc = tomllib.load(f)
         base_table, base_runs = doc.get("base", {}), doc.get("runs", [{}])
+    counts = [len(texts) for texts in axes.values()]
+    total = math.prod(counts) * len(base_runs)
+    if total > max_runs:
+        shown = " x ".join(f"{n:,}" for n in counts) + (f" x the {len(base_runs)} runs of {base.name}"
+                                                        if len(base_runs) > 1 else "")
+        raise ConfigError(f"--grid spans {total:,} runs ({shown}), more than {max_runs:,}; give fewer values, "
+                          f"or --max-runs {total} to run them all")
+    combos = [[]]
+    for key, texts in axes.items():
+        combos = [combo + [(key, text)] for combo in combos for text in texts]
     runs = []
     for run in base_runs:
         for combo in combos:
             label = "_".join(f"{key}={text}" for key, text in combo)
             name = f"{run['name']}_{label}" if len(base_runs) > 1 and "name" in run else label
             runs.append({**run, **{key: _grid_value(text) for key, text in combo}, "name": name})
+    notes = []
+    bad = next((r["name"] for r in runs if name_problem(r["name"])), None)
+    if bad is not None:
+        width = len(str(len(runs)))
+        for i, run in enumerate(runs, 1):
+            run["name"] = f"run{i:0{width}d}"
+        shown = bad if len(bad) <= 60 else bad[:57] + "..."
+        notes.append(f"NOTE: --grid: a run name from the values ({shown!r}) {name_problem(bad)}; the runs are "
+                     f"numbered {runs[0]['name']} to {runs[-1]['name']} instead")
     described = " x ".join(f"{key} in {{{', '.join(texts)}}}" for key, texts in axes.items())
     return {"description": f"--grid {described}" + (f" over the sweep {base.name}" if base else ""),
-            "base": base_table, "runs": runs}
+            "base": base_table, "runs": runs}, notes
 
 
 def _line_of(path: Path, key: str | None, value=None) -> int | None:

@@ -51,16 +51,25 @@ def backend_module(backend: str):
     return torch_backend
 
 
-def _claim_checkpoints(run_dir: Path, cfg) -> None:
+def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     """Record the run's settings in checkpoint.json before any checkpoint is written (the sweep
     process has already refused a folder whose checkpoints were trained with other settings;
-    this is the last line of that defence)."""
-    from .config import ConfigError
-    from .runlog import CHECKPOINT_SETTINGS, stored_config, write_checkpoint_settings
+    this is the last line of that defence). Checkpoints of another length go on to this run's
+    length where RunConfig.length_problem allows it; checkpoint.json then records the new one.
+    `previous`: the run's status before this worker took it."""
+    from .config import ConfigError, RunConfig
+    from .runlog import CHECKPOINT_SETTINGS, FINAL_STATES, checkpoint_files, stored_config, write_checkpoint_settings
     path = run_dir / CHECKPOINT_SETTINGS
-    if path.exists() and cfg.differences(stored_config(path)):
-        raise ConfigError(f"{run_dir} holds checkpoints trained with other settings "
-                          f"({', '.join(cfg.differences(stored_config(path)))}); use another folder or remove that one")
+    if path.exists():
+        stored = stored_config(path)
+        if cfg.differences(stored, length=False):
+            raise ConfigError(f"{run_dir} holds checkpoints trained with other settings "
+                              f"({', '.join(cfg.differences(stored))}); use another folder or remove that one")
+        if cfg.differences(stored):
+            problem = cfg.length_problem(RunConfig.from_stored(stored), ntrain, bool(checkpoint_files(run_dir)),
+                                         previous in FINAL_STATES)
+            if problem:
+                raise ConfigError(f"{run_dir} {problem}")
     write_checkpoint_settings(run_dir, cfg.to_dict())
 
 
@@ -153,7 +162,8 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
             return 1
         remove_temporaries(run_dir)
         (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
-        from .runlog import RunLog
+        from .runlog import RunLog, read_status
+        previous = read_status(run_dir)["status"]
         log = RunLog(run_dir, echo=_console_echo(config, backend))
         log.set_status("running", pid=os.getpid())
         impl = backend_module(backend)
@@ -162,9 +172,9 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
         from .config import RunConfig
         cfg = RunConfig(**config)
-        _claim_checkpoints(run_dir, cfg)
         faults.point("start", None, cfg.run)
         data = _dataset(cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
+        _claim_checkpoints(run_dir, cfg, len(data.train_y), previous)
         write_config(log.dir, cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
                      threads=impl.threads_used(cfg),
                      python=platform.python_version(), platform=platform.platform(),

@@ -133,6 +133,19 @@ BAD_INPUTS = [
     Case("--runs-dir empty", ["sweep", "{sweep}", "--backend", "torch", "--runs-dir", ""],
          "argument --runs-dir: expected a folder, got an empty string", prefix=SWEEP_ERR),
     Case("--epochs and --steps", sweep_args("--epochs", "2", "--steps", "5"), "--epochs and --steps both given"),
+    # -- executor flags that would change nothing where they are given: refused, not ignored ----------
+    Case("--ray-address without --executor ray", sweep_args("--ray-address", "127.0.0.1:6379"),
+         "--ray-address goes with --executor ray; without it the runs are processes of this machine"),
+    Case("train: --ray-address without --executor ray", train_args("--ray-address", "127.0.0.1:6379"),
+         "--ray-address goes with --executor ray"),
+    Case("--ray-timeout without --executor ray", sweep_args("--ray-timeout", "5"),
+         "--ray-timeout goes with --executor ray"),
+    Case("--jobs with --executor ray", sweep_args("--executor", "ray", "--jobs", "2"),
+         "--jobs goes with --executor local; under Ray the cluster runs as many at once as its CPUs take"),
+    Case("--ray-timeout without --ray-address", sweep_args("--executor", "ray", "--ray-timeout", "5"),
+         "--ray-timeout goes with --ray-address"),
+    Case("--ray-timeout 0", sweep_args("--executor", "ray", "--ray-address", "127.0.0.1:1", "--ray-timeout", "0"),
+         "argument --ray-timeout: must be a number > 0, got 0", prefix=SWEEP_ERR),
     # -- train flags ----------------------------------------------------------------------------------
     Case("train: negative learning rate", train_args("--eta", "-0.1"),
          "run 't': learning rate eta must be > 0, not -0.1"),
@@ -187,7 +200,7 @@ BAD_INPUTS = [
          "cannot write in {tmp}/runs/bad (No space left on device: {tmp}/runs/bad/.write-test.",
          env={"FLUXLENET_FAULT": "enospc@*"}),
     Case("runs folder holds other settings", sweep_args(),
-         "{tmp}/runs/bad/A-seed0/torch holds a run with other settings (epochs 9 there, 4 now); ",
+         "{tmp}/runs/bad/A-seed0/torch holds a run with other settings (batchsize 50 there, 100 now); ",
          setup="other-settings"),
     Case("another sweep running there", sweep_args(),
          "another sweep (pid {pid}) is running in {tmp}/runs/bad; wait for it to finish or use another --runs-dir",
@@ -327,7 +340,7 @@ def prepare(case: Case, tmp: Path, case_runs: Path | None = None):
     elif case.setup == "other-settings":
         run_dir = tmp / "runs" / "bad" / "A-seed0" / "torch"
         run_dir.mkdir(parents=True)
-        cfg = RunConfig(sweep="bad", run="A", batchsize=100, epochs=9, checktime=2, dataset="fashion-mnist",
+        cfg = RunConfig(sweep="bad", run="A", batchsize=50, epochs=4, checktime=2, dataset="fashion-mnist",
                         train_size=600, test_size=200)
         (run_dir / "config.json").write_text(json.dumps({"config": cfg.to_dict()}))
     elif case.setup == "locked":

@@ -510,6 +510,48 @@ def test_fault_points_reach_flux_runs(monkeypatch, tmp_path):
     assert flux.train(cfg, _tiny_dataset(), RunLog(tmp_path / "other", echo=lambda line: None)) == "finished"
 
 
+class _PostLoopJulia(_StandInJulia):
+    """Drives the callbacks in the order of the post's loop (julia/src/train.jl) for the job's epochs,
+    infotime and checktime: a report every infotime epochs and at the last, then a checkpoint every
+    checktime epochs and at the last. Starts at `start` (a resume, when > 0)."""
+
+    def __init__(self, start: int = 0):
+        super().__init__()
+        self.start = start
+
+    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
+                *weights):
+        spec = tomllib.loads(job)
+        total, infotime, checktime = spec["epochs"], spec["infotime"], spec["checktime"]
+        started(self.start)
+        if self.start == 0:
+            report(0, 2.3, 10.0, 2.3, 10.0, None, None, None, 3e-4)
+        for epoch in range(self.start + 1, total + 1):
+            if epoch % infotime == 0 or epoch == total:
+                report(epoch, 2.3 - epoch / 10, 10.0, 2.3, 10.0, None, None, 1.0, 3e-4)
+            if checktime > 0 and (epoch % checktime == 0 or epoch == total):
+                say('Model saved in "model.bson"')
+        return "finished"
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_a_flux_checkpoint_point_names_the_epoch_saved_also_without_its_report(monkeypatch, tmp_path, start):
+    """checkpointN means epoch N's checkpoint in Flux runs as in torch runs, also for epochs that are not
+    reported (infotime 2: epoch 1 has a checkpoint but no report) and in a resumed run."""
+    from fluxlenet import faults
+    from fluxlenet.runlog import RunLog, read_log_rows
+    flux = _load_flux_backend(monkeypatch, _PostLoopJulia(start))
+    cfg = RunConfig(backend="flux", run="A", epochs=4, infotime=2, checktime=1).validate()
+    for epoch in range(start + 1, 5):
+        monkeypatch.setattr(faults, "RULES", [("A", "raise", f"checkpoint{epoch}")])
+        folder = tmp_path / f"{start}-{epoch}"
+        with pytest.raises(RuntimeError, match=f"fault injected by FLUXLENET_FAULT at checkpoint{epoch}$"):
+            flux.train(cfg, _tiny_dataset(), RunLog(folder, echo=lambda line: None))
+        reported = [r["epoch"] for r in read_log_rows(folder)]  # fired after the epoch's report, if any
+        assert reported == [e for e in range(epoch + 1) if e % 2 == 0 and (start == 0 or e > start)]
+        assert (folder / "console.log").read_text().count("Model saved in") == epoch - start
+
+
 # ------------------------------------------------------------------ NaN in the data: refused by both backends
 
 

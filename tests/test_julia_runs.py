@@ -148,16 +148,24 @@ print("RESULT", json.dumps([int(epoch), float(loss), float(acc)]))
 
 
 def test_resume_goes_on_from_the_checkpoint(tmp_path, data_dir):
+    """A finished 1-epoch Flux run, asked for 2 epochs, goes on from its epoch-1 checkpoint (model.bson +
+    optimiser.bson): the same as 2 epochs straight, figure for figure (lockstep); checkpoint.json then
+    records the new length. The settings check is Python's (RunConfig.length_problem), as for torch
+    (tests/test_resume_length.py)."""
     run_dir = tmp_path / "resume" / "flux"
     assert run("flux", run_dir, data_dir, mode="lockstep", epochs=1, checktime=1)["status"] == "finished"
     assert run("flux", run_dir, data_dir, mode="lockstep", epochs=2, checktime=1)["status"] == "finished"
     assert [int(r["epoch"]) for r in log_rows(run_dir)] == [0, 1, 2]
     console = (run_dir / "console.log").read_text()
     assert "Resuming from the checkpoint of epoch 1" in console
+    assert json.loads((run_dir / "checkpoint.json").read_text())["config"]["epochs"] == 2
     # a lockstep run resumed gives the figures of an uninterrupted one
     straight = tmp_path / "straight" / "flux"
     assert run("flux", straight, data_dir, mode="lockstep", epochs=2, checktime=1)["status"] == "finished"
-    assert log_rows(straight)[-1]["test_loss"] == log_rows(run_dir)[-1]["test_loss"]
+
+    def figures(folder):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in log_rows(folder)]
+    assert figures(straight) == figures(run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -303,8 +311,10 @@ def test_one_flux_worker_takes_the_runs_of_a_sweep(tmp_path, data_dir):
 
 
 def test_a_killed_flux_worker_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_path, data_dir, monkeypatch):
+    """B's worker is SIGKILLed right after B's epoch-1 checkpoint: B failed, a fresh worker takes C, and
+    the rerun of B goes on from that checkpoint (tests/test_serving.py: the same with torch)."""
     from fluxlenet.runner import run_tasks
-    monkeypatch.setenv("FLUXLENET_FAULT", "B:kill@epoch1")
+    monkeypatch.setenv("FLUXLENET_FAULT", "B:kill@checkpoint1")
     tasks = _flux_tasks(tmp_path, data_dir)
     results = run_tasks(tasks, jobs=1, echo=lambda line: None)
     assert [t.cfg.run for t in results["finished"]] == ["A", "C"]
@@ -315,6 +325,7 @@ def test_a_killed_flux_worker_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_p
     monkeypatch.delenv("FLUXLENET_FAULT")
     assert [t.cfg.run for t in run_tasks(tasks[1:2], jobs=1, echo=lambda line: None)["finished"]] == ["B"]
     assert "Resuming from the checkpoint of epoch 1" in (tasks[1].run_dir / "console.log").read_text()
+    assert [int(r["epoch"]) for r in log_rows(tasks[1].run_dir)] == [0, 1, 2]
 
 
 def test_the_post_draws_python_hands_over_equal_julias_own_mersenne_twister():

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,8 +80,9 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
     out = subprocess.run(sweep_command(sweep_file, local).split(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
 
-    # run B's worker is SIGKILLed after its epoch-1 report: B failed, A finished as on the local executor
-    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"), env={"FLUXLENET_FAULT": "B:kill@epoch1"})
+    # run B's worker is SIGKILLed after its epoch-1 checkpoint: B failed, A finished as on the local executor
+    out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"),
+                         env={"FLUXLENET_FAULT": "B:kill@checkpoint1"})
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     a, b = (on_ray / "two" / f"{name}-seed0" / "torch" for name in ("A", "B"))
     assert read_status(a)["status"] == "finished" and figures(a) == figures(local / "two" / "A-seed0" / "torch")
@@ -91,6 +94,7 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
     out = in_own_network(sweep_command(sweep_file, on_ray, "--executor", "ray"))
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "A seed 0 [torch]: already done" in out.stdout
+    assert "Resuming from the checkpoint of epoch 1" in (b / "console.log").read_text()
     assert figures(b) == figures(local / "two" / "B-seed0" / "torch")
 
 
@@ -99,7 +103,7 @@ def test_run_folders_that_a_node_cannot_see_stop_the_sweep_before_training(tmp_p
     sweep_file.write_text(SWEEP)
     runs = tmp_path / "runs"
     runs.mkdir()
-    ray = shutil.which("ray")
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")  # the venv's, unactivated
     script = (f"{ray} start --head --port=6399 --num-cpus=0 --include-dashboard=false >/dev/null 2>&1 && "
               f"unshare --mount --propagation private sh -c 'mount -t tmpfs tmpfs {runs} && "
               f"{ray} start --address=127.0.0.1:6399 --num-cpus=2 >/dev/null 2>&1' && "
@@ -121,3 +125,52 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path):
     assert out.stderr.strip().splitlines() == [
         "fluxlenet: error: --executor ray needs Ray: pip install 'fluxlenet[ray]' (or pip install 'ray>=2.9')"]
     assert not any(tmp_path.iterdir())
+
+
+SILENT_LISTENER = ("{python} -c 'import socket, time; s = socket.socket(); s.bind((\"127.0.0.1\", 6396)); s.listen(); "
+                   "time.sleep(600)' >/dev/null 2>&1 & sleep 1; ").format(python=sys.executable)
+
+
+def test_an_unreachable_ray_address_is_one_line_within_the_bound(tmp_path):
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(SWEEP)
+    runs = tmp_path / "runs"
+    # nothing listens there: said at once
+    out = in_own_network(sweep_command(sweep_file, runs, "--executor", "ray", "--ray-address", "127.0.0.1:6395"),
+                         timeout=120)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert out.stderr.strip().splitlines() == [
+        "fluxlenet: error: cannot reach the Ray cluster at 127.0.0.1:6395: Connection refused; start it with "
+        "`python -m fluxlenet ray-node`, or check the address (HOST:PORT, the head's port 6379 by default)"]
+    assert not runs.exists()  # before anything is written
+    # something listens but no Ray answers (another service's port): Ray would wait for minutes; we wait 3 s
+    started = time.monotonic()
+    sweep = sweep_command(sweep_file, runs, "--executor", "ray", "--ray-address", "127.0.0.1:6396", "--ray-timeout", "3")
+    out = in_own_network(f"{SILENT_LISTENER}{sweep}; code=$?; kill $!; exit $code", timeout=200)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert time.monotonic() - started < 100  # the bound, plus Ray's import in the probe process on a busy machine
+    assert out.stderr.strip().splitlines() == [
+        "fluxlenet: error: cannot reach the Ray cluster at 127.0.0.1:6396: no Ray answered within 3 s "
+        "(--ray-timeout S waits longer); start it with `python -m fluxlenet ray-node`, or check the address "
+        "(HOST:PORT, the head's port 6379 by default)"]
+    assert not runs.exists()
+
+
+def test_ctrl_c_while_waiting_for_ray_says_nothing_was_saved(tmp_path):
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text(SWEEP)
+    script = SILENT_LISTENER + "exec " + sweep_command(sweep_file, tmp_path / "runs", "--executor", "ray",
+                                                       "--ray-address", "127.0.0.1:6396", "--ray-timeout", "300")
+    proc = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", f"ip link set lo up && {script}"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    try:
+        time.sleep(8)  # the sweep process (sh exec'd it: this pid) waits for the cluster
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the listener too
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines()[-1] == "fluxlenet: stopped.", err
+    assert "saved" not in err and "Traceback" not in err

@@ -259,7 +259,11 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stdout + stderr
-    assert "run the same command again to resume" in stderr
+    # what was saved, as it is: A's epoch-2 checkpoint if A got that far, nothing otherwise
+    saved = ("stopped. 1 run(s) have a checkpoint to go on from; run the same command again to resume (1 run(s) "
+             "without one start from the beginning)." if (a / "model.pt").exists() else
+             "stopped. No run finished or has a checkpoint to go on from; run the same command again to start them.")
+    assert saved in stderr, stderr
     assert "Traceback" not in stdout + stderr
     assert read_status(a)["status"] == "interrupted"
     assert read_status(b)["status"] == "new"  # never started
@@ -267,6 +271,28 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     assert figures(a) == reference["A"] and figures(b) == reference["B"]
+
+
+@needs_data
+def test_ctrl_c_before_any_checkpoint_does_not_say_anything_was_saved(tmp_path):
+    """No checkpoints (checktime 0), 40 epochs: stopped after epoch 1, nothing can be resumed, and the
+    command says so instead of "checkpoints are saved"."""
+    runs_dir = tmp_path / "runs"
+    sweep_file = write_sweep(tmp_path, "unsaved", {"A": {}}, epochs=40, checktime=0, trace_steps=0)
+    a = folder(runs_dir, sweep_file, "A")
+    proc = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=environment(), cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for(lambda: 1 in epochs(a), proc=proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == ("fluxlenet: stopped. No run finished or has a checkpoint to go on "
+                                               "from; run the same command again to start them."), stderr
+    assert "saved" not in stderr and read_status(a)["status"] == "interrupted" and not (a / "model.pt").exists()
 
 
 @needs_data

@@ -67,7 +67,10 @@ def test_a_failing_run_fails_alone_and_the_worker_goes_on(tmp_path, monkeypatch)
 
 
 def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLUXLENET_FAULT", "B:kill@epoch1")
+    """B's worker is SIGKILLed right after B's epoch-1 checkpoint: B failed, a fresh worker takes C, and
+    the rerun of B goes on from that checkpoint to the figures of an uninterrupted run (the Flux
+    version: tests/test_julia_runs.py)."""
+    monkeypatch.setenv("FLUXLENET_FAULT", "B:kill@checkpoint1")
     runs = tasks(tmp_path)
     said = []
     results = run_tasks(runs, jobs=1, echo=said.append, served=("torch",))
@@ -82,6 +85,10 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_pat
     assert [t.cfg.run for t in run_tasks(again[1:2], jobs=1, echo=lambda line: None,
                                          served=("torch",))["finished"]] == ["B"]
     assert [r["epoch"] for r in read_log_rows(runs[1].run_dir)] == [0, 1, 2]
+    assert "Resuming from the checkpoint of epoch 1" in (runs[1].run_dir / "console.log").read_text()
+    straight = tasks(tmp_path / "straight", names=("A", "B"))[1:]
+    assert len(run_tasks(straight, jobs=1, echo=lambda line: None, served=("torch",))["finished"]) == 1
+    assert figures(straight[0]) == figures(runs[1])
 
 
 def test_two_slots_two_workers(tmp_path):

@@ -67,12 +67,12 @@ def test_rerun_skips_finished_runs(optimizer_sweep):
     assert log.read_text() == before
 
 
-def test_the_same_settings_in_another_runs_folder_are_not_mixed(optimizer_sweep):
-    runs, _ = optimizer_sweep
+def test_other_settings_in_the_same_runs_folder_are_not_mixed(optimizer_sweep):
+    runs, _ = optimizer_sweep  # (more epochs are not other settings: tests/test_resume_length.py)
     out = fluxlenet("sweep", "optimizer", "--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", FASHION,
-                    "--epochs", 3, "--train-size", 640, "--test-size", 200, "--runs-dir", runs)
+                    "--epochs", 2, "--train-size", 640, "--test-size", 200, "--runs-dir", runs, "--mode", "native")
     assert out.returncode == 2
-    assert "holds a run with other settings (epochs 2 there, 3 now)" in out.stderr
+    assert "holds a run with other settings (mode 'lockstep' there, 'native' now)" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -143,20 +143,26 @@ def train(cfg, data, log, progress: bool = False) -> str:
                          seconds=None if seconds is None else float(seconds), lr=None if lr is None else float(lr))
         if row == "diverged":  # Julia stops on the same test (a NaN or infinite loss)
             diverged.append(int(epoch))
-        reported.append(int(epoch))
         if faults.RULES:
             faults.point("epoch", int(epoch), cfg.run)
 
-    reported: list[int] = [0]
+    # The epochs whose checkpoints Julia has yet to save, in order: its "Model saved in" lines count them
+    # off (an epoch's checkpoint follows its report, if it has one: with infotime > 1 many have none).
+    checkpoints: list[int] = []
 
     def say(line):
         line = str(line)
         log.say(line)
-        if faults.RULES and line.startswith("Model saved in"):  # Julia saves right after the epoch's report
-            faults.point("checkpoint", reported[-1], cfg.run)
+        if line.startswith("Model saved in") and checkpoints:
+            saved = checkpoints.pop(0)
+            if faults.RULES:
+                faults.point("checkpoint", saved, cfg.run)
 
     def started(epoch):
         epoch = int(epoch)
+        total = cfg.total_epochs(n)
+        checkpoints[:] = [e for e in range(epoch + 1, total + 1)
+                          if cfg.checktime > 0 and (e % cfg.checktime == 0 or e == total)]
         if epoch == 0:
             log.reset()
         else:

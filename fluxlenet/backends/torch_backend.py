@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import faults, optim_spec
-from ..config import ConfigError
+from ..config import ConfigError, RunConfig
 from ..fsutil import atomic_path
 from ..init import epoch_orders, initial_weights
 from ..runlog import damaged, round4
@@ -210,10 +210,13 @@ def train(cfg, data, log, progress: bool = False) -> str:
             raise damaged(checkpoint, f"cannot be resumed from ({type(e).__name__}: {reason})",
                           f"delete it to start the run afresh (or move the run folder {log.dir} away)") from e
         trained = state.get("config")
-        differ = cfg.differences(trained) if isinstance(trained, dict) else []
-        if differ:
-            raise ConfigError(f"{checkpoint} was trained with other settings ({', '.join(differ)}); "
+        if isinstance(trained, dict) and cfg.differences(trained, length=False):
+            raise ConfigError(f"{checkpoint} was trained with other settings ({', '.join(cfg.differences(trained))}); "
                               f"use another folder or remove that one")
+        if isinstance(trained, dict) and cfg.differences(trained):  # another length: see RunConfig.length_problem
+            problem = cfg.length_problem(RunConfig.from_stored(trained), n, checkpointed=True, finished=False)
+            if problem:
+                raise ConfigError(f"{log.dir} {problem}")
         log.truncate(start_epoch)
         log.keep_trace(step)
         log.say(f"Resuming from the checkpoint of epoch {start_epoch} ({checkpoint})")
