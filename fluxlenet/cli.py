@@ -277,11 +277,12 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
 
 
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str]) -> int:
+            announce: list[str], seed_groups: bool = True) -> int:
     """Check the run folders and the inputs, then say `announce` and run what is not done.
 
-    A damaged run folder is named in one `error:` line and left as it is; the other runs go on
-    (exit code 2 at the end)."""
+    seed_groups: the run folders are <sweep>/<run>-seed<N>/<backend>/, whose seeds must differ in the seed
+    alone (runner.check_seed_groups). A damaged run folder is named in one `error:` line and left as it
+    is; the other runs go on (exit code 2 at the end)."""
     import contextlib
 
     from . import runner
@@ -294,6 +295,8 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         for backend in backends:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
+    if seed_groups:
+        runner.check_seed_groups(tasks)  # reads only: before the locks, so a refused command writes nothing
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
@@ -447,7 +450,7 @@ def cmd_train(args, echo) -> int:
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
     notes = []
     backends = choose_backends(args.backend, notes)
-    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes)
+    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes, seed_groups=False)
 
 
 # -- list and data ----------------------------------------------------------------------

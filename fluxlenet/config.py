@@ -199,12 +199,43 @@ class RunConfig:
         """The settings that change the result; a rerun with other values here is another run."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["result"]}
 
-    def differences(self, stored: dict) -> list[str]:
+    def differences(self, stored: dict, ignore: tuple[str, ...] = ()) -> list[str]:
         """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
-        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self."""
-        names = set(self.field_names())
-        there = RunConfig(**{k: v for k, v in stored.items() if k in names}).semantic_dict()
-        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items() if there[k] != v]
+        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self,
+        but those in `ignore`."""
+        there = result_settings(stored)
+        return [f"{USER_NAMES.get(k, k)} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items()
+                if there[k] != v and k not in ignore]
+
+
+# A seed group: the runs of one run name and backend that are averaged as seeds. They may differ in
+# the seed alone (and in what does not change results: threads, device, data_dir, trace_steps).
+SEED_GROUP_FREE = ("seed", "sweep", "run", "backend")
+
+
+def result_settings(stored: dict) -> dict:
+    """The settings that change the result of a run stored as `stored` (config.json's "config")."""
+    names = set(RunConfig.field_names())
+    return RunConfig(**{k: v for k, v in stored.items() if k in names}).semantic_dict()
+
+
+def mixed_settings(configs: list[tuple[int, dict]]) -> list[str]:
+    """'KEY A (seeds 0,1) vs B (seed 2)' for each setting that changes results and differs between the
+    (seed, stored settings) of one seed group; [] when they differ in the seed alone."""
+    import json
+    settings = [(seed, result_settings(c)) for seed, c in configs]
+    out = []
+    for key in settings[0][1] if settings else ():
+        if key in SEED_GROUP_FREE:
+            continue
+        by_value: dict[str, tuple[object, list[int]]] = {}
+        for seed, values in settings:
+            by_value.setdefault(json.dumps(values[key], sort_keys=True), (values[key], []))[1].append(seed)
+        if len(by_value) > 1:
+            out.append(f"{USER_NAMES.get(key, key)} " + " vs ".join(
+                f"{value!r} (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, sorted(seeds)))})"
+                for value, seeds in by_value.values()))
+    return out
 
 
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ

@@ -22,13 +22,14 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, RunConfig
+from .config import SEED_GROUP_FREE, ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import run_is_busy, write_config
 from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
@@ -95,6 +96,36 @@ def check_existing(task: Task) -> str:
     for path in checkpoint_files(run_dir):
         check_checkpoint(path)
     return "resume"
+
+
+def check_seed_groups(tasks: list[Task]) -> None:
+    """A seed group (the runs of one run name and backend, averaged as seeds) must hold runs that differ
+    in the seed alone: ConfigError, before anything is written, when a task would join run folders of
+    other settings (another --train-size, say) that this command does not itself run."""
+    ours = {task.run_dir for task in tasks}
+    for task in tasks:
+        sweep_dir = task.run_dir.parent.parent
+        if not sweep_dir.is_dir():
+            continue
+        pattern = re.compile(re.escape(task.cfg.run) + r"-seed(\d+)")
+        differ = []
+        for entry in sorted(sweep_dir.iterdir()):
+            folder = entry / task.cfg.backend
+            if not pattern.fullmatch(entry.name) or folder in ours or not folder.is_dir():
+                continue
+            stored = next((p for p in (folder / "config.json", folder / CHECKPOINT_SETTINGS) if p.is_file()), None)
+            try:
+                diff = task.cfg.differences(stored_config(stored), ignore=SEED_GROUP_FREE) if stored else []
+            except ConfigError:  # an unreadable config: parity names that folder as damaged
+                continue
+            if diff:
+                differ.append((entry, diff))
+        if differ:
+            folders = ", ".join(str(entry) for entry, _ in differ[:3]) + (", ..." if len(differ) > 3 else "")
+            raise ConfigError(f"{sweep_dir} holds {len(differ)} seed(s) of run {task.cfg.run} ({task.cfg.backend}) "
+                              f"with other settings ({', '.join(differ[0][1])}); the seeds of a run must differ "
+                              f"in the seed alone, or they would be averaged as seeds: use another --runs-dir, "
+                              f"or move {folders} away")
 
 
 class SweepLock:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fluxlenet import sweeps
-from fluxlenet.config import ConfigError
+from fluxlenet.config import SEED_GROUP_FREE, ConfigError, mixed_settings, result_settings
 
 from . import published as published_figures
 from . import reproduction
@@ -530,9 +530,28 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
         pairs = [(f"{b} ({here})", f"{b} ({there})") for b in backends]
         sides = [s for pair in pairs for s in pair]
         published_sides = [p[0] for p in pairs]
+    check_seed_groups(groups)
     result = _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
     _mark_damaged(result, damaged)
     return result
+
+
+def check_seed_groups(groups: dict[str, dict[str, list[RunFiles]]]) -> None:
+    """ConfigError (one line naming the run, its folders and the settings) when the seeds of a run and
+    backend, which are averaged as seeds, differ in more than the seed: nothing is summarised or judged."""
+    for run, by_side in groups.items():
+        for runs in by_side.values():
+            mixed = mixed_settings([(r.seed, r.config) for r in runs])
+            if not mixed:
+                continue
+            first = result_settings(runs[0].config)
+            other = [r for r in runs if any(result_settings(r.config)[k] != v for k, v in first.items()
+                                            if k not in SEED_GROUP_FREE)]
+            folders = ", ".join(str(r.dir) for r in other[:3]) + (", ..." if len(other) > 3 else "")
+            raise ConfigError(f"run {run} ({runs[0].backend}) in {runs[0].dir.parent.parent} mixes settings over "
+                              f"its seeds ({'; '.join(mixed)}): a run's seeds must differ in the seed alone, so "
+                              f"they are neither averaged nor judged; move the run folders of one setting away "
+                              f"(such as {folders}) or into another runs folder")
 
 
 def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:

@@ -1,0 +1,131 @@
+"""Nothing lost, round 3: what is on disk is what is judged.
+
+Real tiny runs (200 / 100 Fashion-MNIST images, 1 epoch, PyTorch) made by `fluxlenet.cli.main`, then
+changed the way a user would (another --train-size beside the old seeds, a config.json deleted or
+edited, a sweep file with a value of the wrong type), and every command asked about them: one line,
+the right exit code, nothing written or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fluxlenet.cli import main
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FASHION = SHARED / "fashion-mnist"
+MNIST = SHARED / "mnist"
+pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason=f"real data not found at {SHARED}")
+
+ERR = "fluxlenet: error: "
+SIZES = ["--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", str(FASHION), "--train-size", "200",
+         "--test-size", "100"]
+SWEEP = """description = "seed groups"
+[base]
+batchsize = 100
+epochs = 1
+threads = 1
+[[runs]]
+name = "A"
+"""
+
+
+def run_main(capsys, *args):
+    """`python -m fluxlenet ARGS` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` with the bytes of its files (None for folders)."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def edit_settings(run_dir: Path, **changes) -> None:
+    """Change the stored settings of a run, in config.json and checkpoint.json alike."""
+    for name in ("config.json", "checkpoint.json"):
+        path = run_dir / name
+        doc = json.loads(path.read_text())
+        doc["config"].update(changes)
+        path.write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Sweep `s` (one run A) with seeds 0 and 1, finished: (folder, sweep file, runs folder)."""
+    tmp = tmp_path_factory.mktemp("made")
+    (tmp / "s.toml").write_text(SWEEP)
+    code = main(["sweep", str(tmp / "s.toml"), *SIZES, "--seeds", "0,1", "--runs-dir", str(tmp / "runs")])
+    assert code == 0
+    return tmp
+
+
+@pytest.fixture
+def work(made, tmp_path):
+    """A copy of the finished sweep to change: (sweep file, runs folder)."""
+    shutil.copy(made / "s.toml", tmp_path / "s.toml")
+    shutil.copytree(made / "runs", tmp_path / "runs")
+    return tmp_path / "s.toml", tmp_path / "runs"
+
+
+# -- item 1: runs of other settings are not pooled as seeds ---------------------------------------------
+
+def test_a_seed_of_other_settings_is_refused_when_it_would_be_made(work, capsys):
+    sweep_file, runs = work
+    before = snapshot(runs)
+    code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES[:-3], "300", "--test-size", "100",
+                              "--seeds", "2", "--runs-dir", runs)
+    assert code == 2 and out == ""
+    assert err == (f"{ERR}{runs}/s holds 2 seed(s) of run A (torch) with other settings (train_size 200 there, 300 "
+                   f"now); the seeds of a run must differ in the seed alone, or they would be averaged as seeds: "
+                   f"use another --runs-dir, or move {runs}/s/A-seed0, {runs}/s/A-seed1 away\n")
+    assert snapshot(runs) == before  # nothing written, not even the sweep's lock
+    # the same settings: the new seed joins the others
+    code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "2", "--runs-dir", runs)
+    assert code == 0 and err == "", out + err
+    assert (runs / "s" / "A-seed2" / "torch" / "status.json").is_file()
+
+
+def test_a_mix_of_settings_on_disk_is_neither_averaged_nor_judged(work, capsys):
+    sweep_file, runs = work
+    edit_settings(runs / "s" / "A-seed1" / "torch", train_size=300, eta=1e-3)
+    before = snapshot(runs)
+    line = (f"{ERR}run A (torch) in {runs}/s mixes settings over its seeds (eta 0.0003 (seed 0) vs 0.001 (seed 1); "
+            f"train_size 200 (seed 0) vs 300 (seed 1)): a run's seeds must differ in the seed alone, so they are "
+            f"neither averaged nor judged; move the run folders of one setting away (such as "
+            f"{runs}/s/A-seed1/torch) or into another runs folder\n")
+    for command in ("parity", "report"):
+        code, out, err = run_main(capsys, command, sweep_file, "--runs-dir", runs)
+        assert (code, out, err) == (2, "", line), command
+    assert snapshot(runs) == before  # no report.md, no plots
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason=f"no MNIST in {SHARED}")
+def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    small = ["--sweeps", "baseline", "--backend", "torch", "--data-dir", MNIST, "--test-size", "100", "--epochs", "1",
+             "--runs-dir", runs]
+    code, out, err = run_main(capsys, "reproduce", "post", *small, "--train-size", "256", "--seeds", "0")
+    assert code == 4 and err == "", out + err  # one seed: inconclusive
+    before = snapshot(runs)
+    code, out, err = run_main(capsys, "reproduce", "post", *small, "--train-size", "300", "--seeds", "1")
+    assert code == 2 and out == "" and err == (
+        f"{ERR}{runs}/baseline holds 1 seed(s) of run default (torch) with other settings (train_size 256 there, 300 now); "
+        f"the seeds of a run must differ in the seed alone, or they would be averaged as seeds: use another "
+        f"--runs-dir, or move {runs}/baseline/default-seed0 away\n")
+    assert snapshot(runs) == before
+    # a mix made by hand (a copied folder, its settings edited) is not judged
+    seed1 = shutil.copytree(runs / "baseline" / "default-seed0", runs / "baseline" / "default-seed1") / "torch"
+    edit_settings(seed1, seed=1, train_size=300)
+    before = snapshot(runs)
+    code, out, err = run_main(capsys, "reproduce", "post", *small, "--report-only")
+    assert code == 2 and out == "" and err == (
+        f"{ERR}run default (torch) in {runs}/baseline mixes settings over its seeds (train_size 256 (seed 0) vs 300 "
+        f"(seed 1)): a run's seeds must differ in the seed alone, so they are neither averaged nor judged; move the "
+        f"run folders of one setting away (such as {seed1}) or into another runs folder\n")
+    assert snapshot(runs) == before
