@@ -129,3 +129,38 @@ def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
         f"(seed 1)): a run's seeds must differ in the seed alone, so they are neither averaged nor judged; move the "
         f"run folders of one setting away (such as {seed1}) or into another runs folder\n")
     assert snapshot(runs) == before
+
+
+# -- item 4: every key of a sweep file is type-checked once, when it is read, by every command ------------
+
+WRONG_TYPES = [  # (the sweep file's text, the line on stderr after "sweep file PATH: ")
+    (SWEEP.replace("[base]", "published = 5\n[base]"), "published must be a string (text in quotes), not 5 (line 2)"),
+    (SWEEP.replace("[base]", 'published = ["lenet-99-post/baseline"]\n[base]'),
+     "published must be a string (text in quotes), not ['lenet-99-post/baseline'] (line 2)"),
+    (SWEEP.replace("[base]", 'published = "lenet-99-pots/baseline"\n[base]'),
+     'published must name published figures as "<source>/<experiment>" with a source of fluxlenet/reference/'
+     "published-results.csv (cifar-lr-homework, lenet-99-post, lenet-variants-report), not "
+     "'lenet-99-pots/baseline' (line 2)"),
+    (SWEEP.replace('description = "seed groups"', "description = [1, 2]"),
+     "description must be a string (text in quotes), not [1, 2] (line 1)"),
+    (SWEEP.replace("[base]\nbatchsize = 100", "base = [100]").replace("epochs = 1\nthreads = 1\n", ""),
+     "base must be a table of settings ([base]), not [100] (line 2)"),
+    ('runs = "A"\n', "needs at least one [[runs]] table, not runs = 'A' (line 1)"),
+    (SWEEP.replace("batchsize = 100", 'batchsize = "100"'), "run 'A': batchsize must be a number, not '100' (line 3)"),
+    (SWEEP.replace("threads = 1", "threads = [1]"), "run 'A': threads must be a number, not [1] (line 5)"),
+    (SWEEP.replace('name = "A"', 'name = ["A"]'), "run name ['A'] must be a string (text in quotes) (line 7)"),
+]
+
+
+@pytest.mark.parametrize("text, message", WRONG_TYPES, ids=[m.split(" ")[0] + str(i) for i, (_, m)
+                                                            in enumerate(WRONG_TYPES)])
+def test_a_value_of_the_wrong_type_is_one_line_in_every_command(work, capsys, text, message):
+    sweep_file, runs = work
+    sweep_file.write_text(text)
+    before = snapshot(runs)
+    line = f"{ERR}sweep file {sweep_file}: {message}\n"
+    for command in (["sweep", sweep_file, *SIZES], ["parity", sweep_file], ["report", sweep_file],
+                    ["sweep", "--grid", "eta=1e-3", "--base", sweep_file, *SIZES]):
+        code, out, err = run_main(capsys, *command, "--runs-dir", runs)
+        assert (code, out, err) == (2, "", line), command
+    assert snapshot(runs) == before
