@@ -315,7 +315,9 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         todo = []
         for task, state in zip(tasks, states):
             if state == "done":
-                echo(f"--- {task.label}: already done in {task.run_dir}, skipped")
+                restored = runner.restore_config(task)
+                echo(f"--- {task.label}: already done in {task.run_dir}, skipped"
+                     + (" (config.json restored from checkpoint.json)" if restored else ""))
             elif state == "damaged":
                 echo(f"--- {task.label}: {task.run_dir} is damaged (see the error), left as it is")
             else:

@@ -202,7 +202,7 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
     names = names or list(target.sweeps)
     results = {}
     for name in names:
-        if any((runs_dir / name).glob("*/*/config.json")):
+        if any((runs_dir / name).glob("*/*/config.json")) or any((runs_dir / name).glob("*/*/checkpoint.json")):
             results[name] = compare_sweep(name, runs_dir, policy)
     if not results:
         raise ConfigError(f"no runs of `reproduce {target.name}` in {runs_dir} (sweeps {', '.join(names)}): run "

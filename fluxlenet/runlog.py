@@ -228,6 +228,33 @@ def stored_config(path: str | Path) -> dict:
     return read_config_file(path)["config"]
 
 
+def run_settings(run_dir: str | Path) -> dict | None:
+    """The settings a run folder was trained with: config.json's, cross-checked with checkpoint.json's (the
+    sweep and the worker write both from one RunConfig), or checkpoint.json's alone when config.json is
+    gone; None when it holds neither. DamagedRun when one cannot be read, when the two disagree on a setting
+    that changes results, or when such a setting is in neither (it would otherwise read as its default)."""
+    from .config import USER_NAMES, RunConfig
+    run_dir = Path(run_dir)
+    stored = [(p, stored_config(p)) for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
+    if not stored:
+        return None
+    keys = [f.name for f in RunConfig.settings() if f.metadata["result"]]
+    if len(stored) == 2:
+        (path, a), (_, b) = stored
+        differ = [f"{USER_NAMES.get(k, k)} {a[k]!r} vs {b[k]!r}" for k in keys if k in a and k in b and a[k] != b[k]]
+        if differ:
+            raise damaged(path, f"and {CHECKPOINT_SETTINGS} beside it disagree ({', '.join(differ)}: one was "
+                                f"edited), so the settings the run was trained with are unknown")
+    settings = {**stored[-1][1], **stored[0][1]}  # config.json's where both say it
+    missing = [USER_NAMES.get(k, k) for k in keys if k not in settings]
+    if missing:
+        where = " nor ".join(p.name for p, _ in stored)
+        raise damaged(stored[0][0], f"{'neither ' if len(stored) == 2 else ''}{where} says the setting"
+                                    f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, so the run's "
+                                    f"settings are unknown")
+    return settings
+
+
 def check_checkpoint(path: Path) -> None:
     """A structural check of a checkpoint file, without torch or Julia: model.pt is a zip archive
     whose members pass their CRC; a .bson file is as long as its header says. Raises DamagedRun."""

@@ -33,7 +33,7 @@ from .config import SEED_GROUP_FREE, ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import run_is_busy, write_config
 from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
-                     damaged, read_status, stored_config)
+                     damaged, read_status, run_settings, stored_config)
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -76,13 +76,13 @@ def check_existing(task: Task) -> str:
     for folder in (run_dir.parent, run_dir):
         if folder.exists() and not folder.is_dir():
             raise damaged(folder, "is a file where the run folder should be", "move it away")
-    settings = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
-    for path in settings:
-        diff = task.cfg.differences(stored_config(path))
+    settings = run_settings(run_dir)
+    if settings is not None:
+        diff = task.cfg.differences(settings)
         if diff:
             raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
-    if not settings:
+    else:
         leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
         if leftovers:
             name = leftovers[0].name
@@ -113,11 +113,11 @@ def check_seed_groups(tasks: list[Task]) -> None:
             folder = entry / task.cfg.backend
             if not pattern.fullmatch(entry.name) or folder in ours or not folder.is_dir():
                 continue
-            stored = next((p for p in (folder / "config.json", folder / CHECKPOINT_SETTINGS) if p.is_file()), None)
             try:
-                diff = task.cfg.differences(stored_config(stored), ignore=SEED_GROUP_FREE) if stored else []
-            except ConfigError:  # an unreadable config: parity names that folder as damaged
+                stored = run_settings(folder)
+            except ConfigError:  # unreadable or inconsistent settings: parity names that folder as damaged
                 continue
+            diff = task.cfg.differences(stored, ignore=SEED_GROUP_FREE) if stored else []
             if diff:
                 differ.append((entry, diff))
         if differ:
@@ -126,6 +126,16 @@ def check_seed_groups(tasks: list[Task]) -> None:
                               f"with other settings ({', '.join(differ[0][1])}); the seeds of a run must differ "
                               f"in the seed alone, or they would be averaged as seeds: use another --runs-dir, "
                               f"or move {folders} away")
+
+
+def restore_config(task: Task) -> bool:
+    """A finished run whose config.json is gone gets it back from checkpoint.json (which holds the same
+    settings); True when it was restored."""
+    path = task.run_dir / "config.json"
+    if path.exists() or not (task.run_dir / CHECKPOINT_SETTINGS).is_file():
+        return False
+    write_config(task.run_dir, stored_config(task.run_dir / CHECKPOINT_SETTINGS), restored_from=CHECKPOINT_SETTINGS)
+    return True
 
 
 class SweepLock:

@@ -51,10 +51,11 @@ def copy_tree(src: Path, dst: Path) -> Path:
 
 
 def edit_config(run_dir: Path, **changes) -> None:
-    path = run_dir / "config.json"
-    doc = json.loads(path.read_text())
-    doc["config"].update(changes)
-    path.write_text(json.dumps(doc))
+    """Change the run's settings, in config.json and checkpoint.json alike (they must agree)."""
+    for path in (run_dir / "config.json", run_dir / "checkpoint.json"):
+        doc = json.loads(path.read_text())
+        doc["config"].update(changes)
+        path.write_text(json.dumps(doc))
 
 
 def as_flux(torch_dir: Path) -> Path:

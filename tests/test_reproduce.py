@@ -197,6 +197,7 @@ def test_the_gap_in_flux_and_pytorch_where_both_ran(runs, cli, tmp_path):
         doc["config"]["backend"] = "flux"
         doc["versions"] = {"julia": "1.10.5", "Flux": "0.16.10"}
         (flux_dir / "config.json").write_text(json.dumps(doc))
+        (flux_dir / "checkpoint.json").write_text(json.dumps({"config": doc["config"]}))
     log = both / "batchsize" / "512-seed1" / "flux" / "log.csv"
     lines = log.read_text().splitlines()
     cells = lines[2].split(",")                  # epoch 1: epoch, train_loss, train_acc, test_loss, test_acc, ...

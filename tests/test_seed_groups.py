@@ -164,3 +164,55 @@ def test_a_value_of_the_wrong_type_is_one_line_in_every_command(work, capsys, te
         code, out, err = run_main(capsys, *command, "--runs-dir", runs)
         assert (code, out, err) == (2, "", line), command
     assert snapshot(runs) == before
+
+
+# -- settings on disk: config.json restored, cross-checked with checkpoint.json ------------------------------
+
+def test_a_finished_run_whose_config_json_was_deleted_gets_it_back(work, capsys):
+    sweep_file, runs = work
+    run = runs / "s" / "A-seed1" / "torch"
+    settings = json.loads((run / "checkpoint.json").read_text())["config"]
+    (run / "config.json").unlink()
+    # read as it is: checkpoint.json holds the settings, so the run is valid (no advice to move it)
+    for command in ("parity", "report"):
+        code, out, err = run_main(capsys, command, sweep_file, "--runs-dir", runs)
+        assert code == 0 and err == "" and "damaged" not in out, command + out + err
+    (runs / "s" / "report.md").unlink()
+    code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "0,1", "--runs-dir", runs)
+    assert code == 0 and err == "", out + err
+    assert (f"--- A seed 1 [torch]: already done in {run}, skipped (config.json restored from checkpoint.json)\n"
+            in out)
+    assert json.loads((run / "config.json").read_text()) == {"config": settings, "restored_from": "checkpoint.json"}
+    code, out, err = run_main(capsys, "parity", sweep_file, "--runs-dir", runs)
+    assert code == 0 and err == "" and "damaged" not in out, out + err
+
+
+@pytest.mark.parametrize("damage", ["disagree", "missing"])
+def test_settings_that_disagree_or_are_missing_are_damage_not_defaults(work, capsys, damage):
+    sweep_file, runs = work
+    run = runs / "s" / "A-seed1" / "torch"
+    if damage == "disagree":  # config.json edited by hand, checkpoint.json not
+        doc = json.loads((run / "config.json").read_text())
+        doc["config"]["eta"] = 1e-3
+        (run / "config.json").write_text(json.dumps(doc))
+        what = (f"{run}/config.json: and checkpoint.json beside it disagree (eta 0.001 vs 0.0003: one was edited), "
+                f"so the settings the run was trained with are unknown")
+    else:  # a setting that changes results is in neither file: it is not taken to be its default
+        for name in ("config.json", "checkpoint.json"):
+            doc = json.loads((run / name).read_text())
+            del doc["config"]["eta"]
+            (run / name).write_text(json.dumps(doc))
+        what = (f"{run}/config.json: neither config.json nor checkpoint.json says the setting eta, so the run's "
+                f"settings are unknown")
+    message = f"{what}; move the run folder {run} away (a rerun of its sweep then runs it afresh)"
+    before = snapshot(runs)
+    code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "0,1", "--runs-dir", runs)
+    assert code == 2 and err == f"{ERR}{message}\n", out + err
+    assert f"--- A seed 1 [torch]: {run} is damaged (see the error), left as it is" in out
+    assert snapshot(runs) == before
+    for command in ("parity", "report"):
+        code, out, err = run_main(capsys, command, sweep_file, "--runs-dir", runs)
+        assert code == 0 and err == "" and f"NOTE: left out, damaged: {message}\n" in out, command + out + err
+    shutil.rmtree(run.parent)  # as the advice says: the rerun runs it afresh
+    code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "0,1", "--runs-dir", runs)
+    assert code == 0 and err == "" and json.loads((run / "config.json").read_text())["config"]["eta"] == 3e-4
