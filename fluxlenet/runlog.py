@@ -86,6 +86,9 @@ def _csv_rows(path: Path, required: list[str], torn_tail: bool = False):
             return
         if any(column not in header for column in required):
             raise damaged(path, f"line 1 is not the header ({','.join(required)},...)")
+        twice = next((c for c in header if header.count(c) > 1), None)
+        if twice is not None:
+            raise damaged(path, f"line 1 names the column {twice!r} twice")
         for values in reader:
             if not values:
                 continue
@@ -106,13 +109,14 @@ def _number(path: Path, line: int, column: str, text: str, kind=float):
 
 def read_log_rows(run_dir: str | Path) -> list[dict]:
     """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); DamagedRun names
-    the line of a file that is not one we wrote."""
+    the line of a file that is not one we wrote. A column added by hand is kept as text (see
+    extra_log_columns)."""
     path = Path(run_dir) / "log.csv"
     if not path.exists():
         return []
     rows = []
     for line, raw in _csv_rows(path, ["epoch"]):
-        row = {}
+        row = {key: value for key, value in raw.items() if key not in LOG_COLUMNS}
         for key in LOG_COLUMNS:
             value = raw.get(key, "")
             if key == "status":
@@ -126,6 +130,16 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
                                 f"{'epoch ' + str(rows[-1]['epoch']) if rows else 'the header'}")
         rows.append(row)
     return rows
+
+
+def extra_log_columns(run_dir: str | Path) -> list[str]:
+    """The columns of log.csv that we do not write (added by hand), in their order. A resumed run
+    keeps them, after ours, with empty cells in the rows it adds: nothing in the file is lost."""
+    path = Path(run_dir) / "log.csv"
+    if not path.exists():
+        return []
+    header = next(csv.reader(_read_text(path).splitlines()), [])
+    return [column for column in header if column not in LOG_COLUMNS]
 
 
 TRACE_HEADER = "step,loss,checksum\n"
@@ -289,6 +303,7 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
         self.rows = read_log_rows(self.dir)
+        self.extra_columns = extra_log_columns(self.dir)
         console = self.dir / "console.log"  # a transcript: a damaged byte in it is kept as U+FFFD
         self.console = console.read_text(encoding="utf-8", errors="replace").splitlines() if console.exists() else []
         self.trace = read_trace_rows(self.dir)
@@ -339,7 +354,7 @@ class RunLog:
 
     def _write_csv(self) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS + self.extra_columns, restval="", lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

@@ -216,3 +216,29 @@ def test_settings_that_disagree_or_are_missing_are_damage_not_defaults(work, cap
     shutil.rmtree(run.parent)  # as the advice says: the rerun runs it afresh
     code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "0,1", "--runs-dir", runs)
     assert code == 0 and err == "" and json.loads((run / "config.json").read_text())["config"]["eta"] == 3e-4
+
+
+# -- log.csv: a column added by hand is kept on resume ---------------------------------------------------------
+
+def test_a_column_added_to_log_csv_by_hand_is_kept_when_the_run_resumes(tmp_path, capsys, monkeypatch):
+    """Kept, not refused: the figures are still ours, and the user's notes are theirs; a resumed run writes
+    the column back after ours, its cells where they were and empty in the rows it adds."""
+    (tmp_path / "r.toml").write_text(SWEEP.replace("epochs = 1", "epochs = 2\nchecktime = 1"))
+    runs = tmp_path / "runs"
+    run = runs / "r" / "A-seed0" / "torch"
+    monkeypatch.setenv("FLUXLENET_FAULT", "raise@checkpoint1")  # fails after the checkpoint of epoch 1
+    code, out, err = run_main(capsys, "sweep", tmp_path / "r.toml", *SIZES, "--runs-dir", runs)
+    assert code == 1 and json.loads((run / "status.json").read_text())["status"] == "failed"
+    monkeypatch.delenv("FLUXLENET_FAULT")
+    lines = (run / "log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch", "0", "1"]
+    (run / "log.csv").write_text("\n".join([lines[0] + ",note", lines[1] + ",before training",
+                                            lines[2] + ",looks fine"]) + "\n")
+    code, out, err = run_main(capsys, "sweep", tmp_path / "r.toml", *SIZES, "--runs-dir", runs)
+    assert code == 0 and err == "", out + err
+    assert "Resuming from the checkpoint of epoch 1" in (run / "console.log").read_text()
+    kept = (run / "log.csv").read_text().splitlines()
+    assert kept[:3] == [lines[0] + ",note", lines[1] + ",before training", lines[2] + ",looks fine"]
+    assert len(kept) == 4 and kept[3].startswith("2,") and kept[3].endswith(",ok,")
+    code, out, err = run_main(capsys, "parity", tmp_path / "r.toml", "--runs-dir", runs)
+    assert code == 0 and err == "" and "damaged" not in out, out + err
