@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import models, optim_spec, sweeps
-from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem
+from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem, normal_name
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
@@ -441,7 +441,9 @@ def cmd_train(args, echo) -> int:
     if args.epochs is not None and args.steps is not None:
         raise ConfigError(EPOCHS_AND_STEPS)
     savepath = Path(args.savepath)
-    name = savepath.name  # the run is named after its folder
+    name = normal_name(savepath.name)  # the run is named after its folder ("café" in NFC: one name, one folder)
+    if name != savepath.name:
+        savepath = savepath.parent / name
     if name in ("", ".", ".."):
         raise ConfigError(f"--savepath {args.savepath} names no folder of its own; give a new folder such as "
                           f"runs/train (the run is named after it)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 
 from . import models, optim_spec
@@ -23,6 +24,12 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: str | None = None):
         super().__init__(message)
         self.key = key  # the setting at fault, so a sweep file can point at its line
+
+
+def normal_name(name):
+    """A run or sweep name as it is kept: Unicode NFC, so that "café" typed composed or decomposed is one
+    name (and one folder); anything but a string is left for name_problem to refuse."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
 
 
 def name_problem(name) -> str | None:

@@ -23,7 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, RunConfig, name_problem
+from .config import ConfigError, RunConfig, name_problem, normal_name
 
 SWEEP_DIR = Path(__file__).parent / "sweep_files"
 TOP_KEYS = {"description", "base", "runs", "published"}
@@ -77,7 +77,8 @@ def load(name_or_path: str) -> Sweep:
 
 def from_document(doc: dict, path: Path, where: str) -> Sweep:
     """The sweep of a parsed sweep file (`path` names it; errors start with `where`)."""
-    problem = name_problem(path.stem)
+    sweep_name = normal_name(path.stem)
+    problem = name_problem(sweep_name)
     if problem:
         raise ConfigError(f"{where}the sweep is named after the file, and {path.stem!r} {problem}; rename the file")
     unknown = set(doc) - TOP_KEYS
@@ -103,6 +104,7 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         run = dict(run)
         given = run.pop("name", f"run{i}")
         name = str(given) if isinstance(given, (int, float)) and not isinstance(given, bool) else given  # 1e-3
+        name = normal_name(name)  # "café" composed or decomposed: one name
         problem = name_problem(name)
         if problem:
             line = _line_of(path, "name", given) if path.is_file() else None
@@ -115,8 +117,8 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         except ConfigError as e:
             line = _line_of(path, e.key) if path.is_file() else None
             raise ConfigError(f"{e} (line {line})" if line else str(e)) from None
-        configs.append(cfg.replace(sweep=path.stem, run=name))
-    return Sweep(name=path.stem, description=doc.get("description", ""), runs=configs, path=path,
+        configs.append(cfg.replace(sweep=sweep_name, run=name))
+    return Sweep(name=sweep_name, description=doc.get("description", ""), runs=configs, path=path,
                  published=doc.get("published"))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fluxlenet import sweeps
-from fluxlenet.config import SEED_GROUP_FREE, ConfigError, mixed_settings, result_settings
+from fluxlenet.config import SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, result_settings
 
 from . import published as published_figures
 from . import reproduction
@@ -426,6 +426,9 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
     name or .toml path (its runs under runs_dir), a runs, sweep or run folder, or the name of a
     folder under runs_dir (`train` runs)."""
     path = Path(target)
+    if not path.exists():  # a name ("café" composed or decomposed: its folder is in NFC)
+        target = normal_name(str(target))
+        path = Path(target)
     sweep = None
     if not (path.is_dir() and run_depth(path) is not None):
         sweep = _load_sweep_file(target)

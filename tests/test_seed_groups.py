@@ -242,3 +242,33 @@ def test_a_column_added_to_log_csv_by_hand_is_kept_when_the_run_resumes(tmp_path
     assert len(kept) == 4 and kept[3].startswith("2,") and kept[3].endswith(",ok,")
     code, out, err = run_main(capsys, "parity", tmp_path / "r.toml", "--runs-dir", runs)
     assert code == 0 and err == "" and "damaged" not in out, out + err
+
+
+# -- names: "café" composed (NFC) and decomposed (NFD) are one name ---------------------------------------------
+
+NFC, NFD = "caf\u00e9", "cafe\u0301"
+
+
+def test_names_that_differ_only_in_unicode_normalisation_are_one_name(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    both = tmp_path / "both.toml"
+    both.write_text(SWEEP + f'[[runs]]\nname = "{NFD}"\n[[runs]]\nname = "{NFC}"\n')
+    code, out, err = run_main(capsys, "sweep", both, *SIZES, "--runs-dir", runs)
+    assert (code, out, err) == (2, "", f"{ERR}sweep file {both}: two runs are named '{NFC}'\n")
+    assert not runs.exists()
+    # a sweep file named, and a run named, in NFD: the folders are NFC, and the NFC spelling finds them done
+    (tmp_path / f"{NFD}.toml").write_text(SWEEP.replace('name = "A"', f'name = "{NFD}"'))
+    code, out, err = run_main(capsys, "sweep", tmp_path / f"{NFD}.toml", *SIZES, "--runs-dir", runs)
+    assert code == 0 and err == "", out + err
+    assert [p.name for p in runs.iterdir()] == [NFC] and [p.name for p in (runs / NFC).iterdir()
+                                                           if p.is_dir()] == [f"{NFC}-seed0"]
+    (tmp_path / f"{NFC}.toml").write_text(SWEEP.replace('name = "A"', f'name = "{NFC}"'))
+    code, out, err = run_main(capsys, "sweep", tmp_path / f"{NFC}.toml", *SIZES, "--runs-dir", runs)
+    assert code == 0 and "already done" in out, out + err
+    code, out, err = run_main(capsys, "parity", NFD, "--runs-dir", runs)  # the name typed decomposed
+    assert code == 0 and err == "" and f"Parity of {NFC}" in out, out + err
+    # train: the run is named after its folder, which is kept in NFC
+    code, out, err = run_main(capsys, "train", *SIZES, "--epochs", "1", "--savepath", tmp_path / "t" / NFD)
+    assert code == 0 and [p.name for p in (tmp_path / "t").iterdir()] == [NFC], out + err
+    code, out, err = run_main(capsys, "train", *SIZES, "--epochs", "1", "--savepath", tmp_path / "t" / NFC)
+    assert code == 0 and "already done" in out, out + err
