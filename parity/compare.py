@@ -523,6 +523,7 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
         if not other_dir.is_dir() or run_depth(other_dir) != depth:
             raise ConfigError(f"no runs of {name!r} in {other_dir} (--against {against}): looked for "
                               + LOOKED_FOR.format(other_dir))
+        _not_one_folder(sweep_dir, other_dir, against)
         other = _runs_of(other_dir, depth, damaged)
         here, there = str(runs_dir), str(against)
         groups = _group(runs, lambda r: f"{r.backend} ({here})")
@@ -560,12 +561,20 @@ def check_seed_groups(groups: dict[str, dict[str, list[RunFiles]]]) -> None:
 def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:
     """Compare two run folders (`<run>/<backend>/`) directly."""
     policy = policy or Policy()
+    _not_one_folder(Path(dir_a), Path(dir_b), dir_b)
     ra, rb = load_run(dir_a), load_run(dir_b)
     la, lb = (ra.backend, rb.backend) if ra.backend != rb.backend else (f"{ra.backend} ({dir_a})", f"{rb.backend} ({dir_b})")
     groups = {ra.run: {la: [ra], lb: [rb]}}
     # two folders of one run: pair them whatever their seeds
     return _judge(f"{dir_a} vs {dir_b}", Path(dir_a), None, policy, groups, [la, lb], [(la, lb)], [], [],
                   pair_any_seed=True)
+
+
+def _not_one_folder(here: Path, there: Path, against) -> None:
+    """Both sides of --against in one folder would pass every run, compared with itself: one line."""
+    if here.resolve() == there.resolve():
+        raise ConfigError(f"--against {against}: both sides are one folder ({here}), so every run would be "
+                          f"compared with itself; give the runs folder of another attempt")
 
 
 def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes,

@@ -272,3 +272,19 @@ def test_names_that_differ_only_in_unicode_normalisation_are_one_name(tmp_path, 
     assert code == 0 and [p.name for p in (tmp_path / "t").iterdir()] == [NFC], out + err
     code, out, err = run_main(capsys, "train", *SIZES, "--epochs", "1", "--savepath", tmp_path / "t" / NFC)
     assert code == 0 and "already done" in out, out + err
+
+
+# -- parity --against the same folder ------------------------------------------------------------------------
+
+def test_parity_against_the_same_folder_says_both_sides_are_one_folder(work, capsys, tmp_path):
+    sweep_file, runs = work
+    run = runs / "s" / "A-seed0" / "torch"
+    (tmp_path / "link").symlink_to(runs)
+    cases = [([sweep_file, "--runs-dir", runs, "--against", runs], runs, runs / "s"),
+             ([sweep_file, "--runs-dir", runs, "--against", tmp_path / "link"], tmp_path / "link", runs / "s"),
+             ([run, "--against", run], run, run)]
+    for args, against, here in cases:
+        code, out, err = run_main(capsys, "parity", *args)
+        assert (code, out) == (2, ""), args
+        assert err == (f"{ERR}--against {against}: both sides are one folder ({here}), so every run would be "
+                       f"compared with itself; give the runs folder of another attempt\n")
