@@ -246,6 +246,31 @@ def mixed_settings(configs: list[tuple[int, dict]]) -> list[str]:
 
 
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ
+# the options of `sweep` and `reproduce` that a run can have been given beyond its sweep file
+RERUN_OPTIONS = ("dataset", "train_size", "test_size", "mode", "precision", "flush_subnormals", "steps", "epochs",
+                 "data_dir")
+
+
+def rerun_options(ran: dict, declared: dict) -> str:
+    """The command-line options (" --train-size 200 ...") that give runs the settings `ran` has where its
+    sweep file says `declared`: advice to rerun with more seeds must name a command that is not refused
+    (another --train-size would be refused: the seeds of a run differ in the seed alone)."""
+    import shlex
+    options = []
+    for key in RERUN_OPTIONS:
+        value = ran.get(key)
+        flag = "--" + key.replace("_", "-")
+        if key == "epochs":
+            if ran.get("steps") is None and (declared.get("steps") is not None or value != declared.get("epochs")):
+                options.append(f"{flag} {value}")  # whole epochs, also where the file sets a step budget
+        elif key == "data_dir":
+            if value:
+                options.append(f"{flag} {shlex.quote(str(value))}")
+        elif value == declared.get(key, getattr(RunConfig(), key)) or value is None or value is False:
+            continue
+        else:
+            options.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return "".join(" " + option for option in options)
 _KINDS = {"float": float, "int": int, "bool": bool, "str": str, "list[int]": list}
 
 

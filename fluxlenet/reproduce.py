@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shlex
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODU
 from parity.runs import RunFiles
 
 from . import plots, render, summaries
-from .config import ConfigError
+from .config import ConfigError, rerun_options
 from .fsutil import atomic_write_text
 from .targets import Claim, Target
 
@@ -169,9 +170,14 @@ class Reproduction:
         command = f"python -m fluxlenet reproduce {self.target.name}"
         if self.sweeps != list(self.target.sweeps):
             command += f" --sweeps {','.join(self.sweeps)}"
-        if runs and runs[0].mode == "native":
-            command += " --mode native"
-        return f"`{command} --seeds {seeds}` (same other options; finished runs are skipped)"
+        first = next((j for j in self.judged if any(j.sides.values())), None)
+        if first is not None:  # the options the runs had: with others the command would be refused
+            sweep = self.results[first.sweep].sweep
+            declared = next((c.to_dict() for c in (sweep.runs if sweep else []) if c.run == first.run), {})
+            command += rerun_options(next(r for rs in first.sides.values() for r in rs).config, declared)
+        if self.runs_dir != Path("runs"):
+            command += f" --runs-dir {shlex.quote(str(self.runs_dir))}"
+        return f"`{command} --seeds {seeds}`"
 
     def summary(self) -> list[str]:
         lines = [f"Reproduction of {self.target.name} ({self.target.title}): {self.verdict.upper()}{self.scope}"]
@@ -286,7 +292,7 @@ def side_verdict(rep: Reproduction, side: str) -> tuple[str, list[str]]:
             short.setdefault(f.why, []).append(j.label)
     for why, labels in short.items():
         reasons.append(f"final test accuracy of {', '.join(labels)}: inconclusive: {why}: {rep.seeds_command()} "
-                       f"gives enough")
+                       f"gives enough (finished runs are skipped)")
     for c in rep.claims:
         verdict = c.verdicts.get(side)
         if verdict is None:

@@ -12,6 +12,7 @@ step 1 is the loss of the first batch at the initial weights.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from fluxlenet import sweeps
-from fluxlenet.config import SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, result_settings
+from fluxlenet.config import (SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, rerun_options,
+                              result_settings)
 
 from . import published as published_figures
 from . import reproduction
@@ -169,11 +171,12 @@ def describe_figure(check: Check, f) -> str:
 
 
 def more_seeds(command: str | None, runs: list[RunFiles], min_seeds: int) -> str:
-    """What gives enough seeds for a statistical verdict."""
+    """What gives enough seeds for a statistical verdict: the command that made the runs (their options
+    included, so that it is not refused for other settings), with more seeds."""
     seeds = reproduction.seeds_needed([r.seed for r in runs], min_seeds)
-    mode = " --mode native" if runs and runs[0].mode == "native" else ""
-    return f"`{command or 'the same command'}{mode} --seeds {seeds}` gives enough (same other options; finished " \
-           f"runs are skipped)"
+    if command is None:  # no sweep file: `train` runs, or two run folders
+        return f"runs of seeds {seeds} give enough (a sweep with `--seeds {seeds}`: `train` runs one seed a folder)"
+    return f"`{command} --seeds {seeds}` gives enough (finished runs are skipped)"
 
 
 def _figure_frames(check: Check, items) -> None:
@@ -581,12 +584,18 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
            pair_any_seed=False) -> SweepResult:
     verdicts, pubs, mismatch = [], {}, {}
     protocols = {c.run: c.to_dict() for c in sweep.runs} if sweep else {}
-    command = None
+    base = None
     if sweep:
         builtin = sweep.path.resolve().parent == sweeps.SWEEP_DIR.resolve()
-        command = f"python -m fluxlenet sweep {sweep.name if builtin else sweep.path}"
+        base = f"python -m fluxlenet sweep {sweep.name if builtin else shlex.quote(str(sweep.path))}"
+        runs_dir = Path(sweep_dir).parent
+        runs_dir_option = "" if runs_dir == Path("runs") else f" --runs-dir {shlex.quote(str(runs_dir))}"
     for run, by_side in groups.items():
         verdict = RunVerdict(run)
+        command = None
+        if base:  # the options the runs had beyond the sweep file: a command with more seeds is then not refused
+            ran = next(iter(by_side.values()))[0].config
+            command = base + rerun_options(ran, protocols.get(run, {})) + runs_dir_option
         for side, runs in by_side.items():
             for r in runs:
                 if not r.finished:

@@ -119,15 +119,26 @@ def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
         f"the seeds of a run must differ in the seed alone, or they would be averaged as seeds: use another "
         f"--runs-dir, or move {runs}/baseline/default-seed0 away\n")
     assert snapshot(runs) == before
+    # the advice for more seeds names the options the runs had, so that it is not refused
+    planted = tmp_path / "planted.csv"
+    planted.write_text("sweep,value,epoch,test_acc\nbaseline,default,1,50.0\n")
+    code, out, err = run_main(capsys, "reproduce", "post", *small, "--report-only", "--published", planted,
+                              "--tolerance", "min_seeds=2")
+    advice = (f"python -m fluxlenet reproduce post --sweeps baseline --train-size 256 --test-size 100 --epochs 1 "
+              f"--data-dir {MNIST} --runs-dir {runs} --seeds 0,1,2,3,4")
+    assert code == 4 and f"`{advice}` gives enough (finished runs are skipped)" in out, out + err
+    code, out, err = run_main(capsys, *advice.split()[3:], "--backend", "torch")
+    assert code == 4 and err == "" and "already done" in out, out + err  # not refused: the seeds were added
+    assert all((runs / "baseline" / f"default-seed{seed}" / "torch" / "status.json").is_file() for seed in range(5))
     # a mix made by hand (a copied folder, its settings edited) is not judged
-    seed1 = shutil.copytree(runs / "baseline" / "default-seed0", runs / "baseline" / "default-seed1") / "torch"
-    edit_settings(seed1, seed=1, train_size=300)
+    seed7 = shutil.copytree(runs / "baseline" / "default-seed0", runs / "baseline" / "default-seed7") / "torch"
+    edit_settings(seed7, seed=7, train_size=300)
     before = snapshot(runs)
     code, out, err = run_main(capsys, "reproduce", "post", *small, "--report-only")
     assert code == 2 and out == "" and err == (
-        f"{ERR}run default (torch) in {runs}/baseline mixes settings over its seeds (train_size 256 (seed 0) vs 300 "
-        f"(seed 1)): a run's seeds must differ in the seed alone, so they are neither averaged nor judged; move the "
-        f"run folders of one setting away (such as {seed1}) or into another runs folder\n")
+        f"{ERR}run default (torch) in {runs}/baseline mixes settings over its seeds (train_size 256 (seeds 0,1,2,3,4) vs "
+        f"300 (seed 7)): a run's seeds must differ in the seed alone, so they are neither averaged nor judged; move "
+        f"the run folders of one setting away (such as {seed7}) or into another runs folder\n")
     assert snapshot(runs) == before
 
 
