@@ -145,6 +145,16 @@ class Reproduction:
     planted: str | None                          # the --published file, when given
     verdicts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)   # framework -> (verdict, reasons)
     files: dict[str, Path] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)   # rows of the --published file that match no run
+
+    def notes(self) -> list[str]:
+        """What the terminal says beside the verdicts: run folders left out as damaged, published rows
+        that match no run."""
+        notes = [n for result in self.results.values() for n in result.notes if n.startswith("left out, damaged: ")]
+        if self.unmatched:
+            notes.append(f"--published {self.planted}: {len(self.unmatched)} row(s) match no run here and are not "
+                         f"judged: {', '.join(self.unmatched)}")
+        return notes
 
     @property
     def verdict(self) -> str:
@@ -189,6 +199,7 @@ class Reproduction:
             lines.append(f"  {side_line(self, side)}")
             lines += [f"    - {r}" for r in reasons[:12]] + ([f"    - ... ({len(reasons) - 12} more)"]
                                                               if len(reasons) > 12 else [])
+        lines += [f"NOTE: {note}" for note in self.notes()]
         lines.append("Rule: " + reproduction.rule_lines(self.policy.level, self.policy.min_seeds)[0])
         lines.append(f"Report: {self.files['markdown']}")
         lines.append(f"        {self.files['html']} (self-contained, opens from disk)")
@@ -232,6 +243,10 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
                                        [c for c in verdict.checks if c.kind != "published"]))
     out = Reproduction(target, runs_dir, runs_dir / f"reproduce-{target.name}", policy, names, results, judged,
                        [], sides, planted_name)
+    if planted is not None:  # rows of sweeps left out by --sweeps or not run yet are said as such elsewhere
+        ran = {(j.sweep, j.run) for j in judged}
+        out.unmatched = [f"{sweep}/{run}" for sweep, run in planted if (sweep, run) not in ran
+                         and (sweep in results or sweep not in target.sweeps)]
     out.claims = [judge_claim(out, claim) for claim in target.claims if claim.sweep in names]
     out.verdicts = {side: side_verdict(out, side) for side in sides}
     return out
@@ -691,6 +706,8 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
             continue
         ran += [f"{name}: {line}" for line in summaries.what_ran(rep.results[name])
                 if not (rep.planted and line.startswith("Published figures ("))]  # the shipped ones: not used
+    if rep.unmatched:
+        ran.append(next(n for n in rep.notes() if n.startswith("--published")) + ".")
     blocks.append(("ul", list(dict.fromkeys(ran))))
 
     blocks.append(("h2", "The write-up's tables"))

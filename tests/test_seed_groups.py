@@ -130,6 +130,20 @@ def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
     code, out, err = run_main(capsys, *advice.split()[3:], "--backend", "torch")
     assert code == 4 and err == "" and "already done" in out, out + err  # not refused: the seeds were added
     assert all((runs / "baseline" / f"default-seed{seed}" / "torch" / "status.json").is_file() for seed in range(5))
+    # a damaged run is named on the terminal too, and so is a published row that matches no run
+    log = runs / "baseline" / "default-seed4" / "torch" / "log.csv"
+    good = log.read_bytes()
+    log.write_bytes(good + b"garbage\n")
+    planted.write_text("sweep,value,epoch,test_acc\nbaseline,default,1,50.0\nbaseline,256,1,50.0\n"
+                       "cifar-lr,0.1,1,50.0\nl2,1e-6,1,50.0\n")  # l2: left out by --sweeps, said so already
+    code, out, err = run_main(capsys, "reproduce", "post", *small, "--report-only", "--published", planted)
+    assert code == 1 and err == "", out + err  # 4 seeds near 13%: the planted 50.0 is not reproduced
+    assert (f"NOTE: left out, damaged: {log}: line 4 has 1 fields, the header 10; move the run folder {log.parent} "
+            f"away (a rerun of its sweep then runs it afresh)\n") in out
+    assert (f"NOTE: --published {planted}: 2 row(s) match no run here and are not judged: baseline/256, "
+            f"cifar-lr/0.1\n") in out
+    assert "match no run here" in (runs / "reproduce-post" / "report.md").read_text()
+    log.write_bytes(good)
     # a mix made by hand (a copied folder, its settings edited) is not judged
     seed7 = shutil.copytree(runs / "baseline" / "default-seed0", runs / "baseline" / "default-seed7") / "torch"
     edit_settings(seed7, seed=7, train_size=300)
