@@ -277,12 +277,14 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
 
 
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str], seed_groups: bool = True) -> int:
+            announce: list[str], seed_groups: bool = True, sweeps_of: dict | None = None) -> int:
     """Check the run folders and the inputs, then say `announce` and run what is not done.
 
     seed_groups: the run folders are <sweep>/<run>-seed<N>/<backend>/, whose seeds must differ in the seed
-    alone (runner.check_seed_groups). A damaged run folder is named in one `error:` line and left as it
-    is; the other runs go on (exit code 2 at the end)."""
+    alone (runner.check_seed_groups). sweeps_of: {sweep folder: its Sweep}, so that two sweep files of one
+    name do not share a folder (rundir.check_origin). A damaged run folder is named in one `error:` line
+    and left as it is; the other runs go on (exit code 2 at the end)."""
+    from .rundir import check_origin, record_origin
     import contextlib
 
     from . import runner
@@ -295,11 +297,16 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         for backend in backends:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
+    for folder, sweep in (sweeps_of or {}).items():  # reads only, as the next: a refused command writes nothing
+        check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
     if seed_groups:
-        runner.check_seed_groups(tasks)  # reads only: before the locks, so a refused command writes nothing
+        runner.check_seed_groups(tasks)
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
+        for folder, sweep in (sweeps_of or {}).items():
+            check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
+            record_origin(folder, sweep)
         states, damaged = [], {}
         for task in tasks:
             try:
@@ -423,7 +430,7 @@ def cmd_sweep(args, echo) -> int:
     if args.grid:
         write_grid_file(sweep.path, grid_doc)
     return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo,
-                   notes)
+                   notes, sweeps_of={runs_dir / sweep.name: sweep})
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -539,14 +546,15 @@ def cmd_reproduce(args, echo) -> int:
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
         seeds = args.seeds or list(target.seeds)
-        configs = [cfg for name in names for cfg in sweep_configs(sweeps.load(name), args, seeds)]
+        loaded = {name: sweeps.load(name) for name in names}
+        configs = [cfg for name in names for cfg in sweep_configs(loaded[name], args, seeds)]
         configs.sort(key=lambda c: c.seed)  # every run of a seed before the next seed: early figures for all runs
         notes = []
         backends = choose_backends(args.backend, notes)
         notes.append(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
                      f"backends: {', '.join(backends)}")
         execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / n for n in names], args, echo,
-                notes)
+                notes, sweeps_of={runs_dir / n: loaded[n] for n in names})
     written = reproduce.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():

@@ -22,6 +22,7 @@ import pandas as pd
 from fluxlenet import sweeps
 from fluxlenet.config import (SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, rerun_options,
                               result_settings)
+from fluxlenet.rundir import check_origin, other_origin
 
 from . import published as published_figures
 from . import reproduction
@@ -440,6 +441,9 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
             if not path.is_dir():
                 raise ConfigError(f"no runs of sweep {sweep.name!r} in {path}: run `python -m fluxlenet sweep "
                                   f"{target}` first, or give --runs-dir (or the path of a folder of runs)")
+            theirs = other_origin(path, sweep)
+            if theirs is not None:
+                check_origin(path, sweep, f"give that file ({theirs}) or the folder {path} itself")
         elif len(path.parts) == 1 and (Path(runs_dir) / target).is_dir():
             path = Path(runs_dir) / target  # `train` runs: runs/train/<backend>/
         elif not path.is_dir():

@@ -313,3 +313,37 @@ def test_parity_against_the_same_folder_says_both_sides_are_one_folder(work, cap
         assert (code, out) == (2, ""), args
         assert err == (f"{ERR}--against {against}: both sides are one folder ({here}), so every run would be "
                        f"compared with itself; give the runs folder of another attempt\n")
+
+
+# -- two sweep files of one name in different folders ------------------------------------------------------------
+
+def test_two_sweep_files_of_one_name_do_not_share_a_runs_folder(made, tmp_path, capsys):
+    runs = shutil.copytree(made / "runs", tmp_path / "runs")
+    mine = made / "s.toml"
+    other = tmp_path / "elsewhere" / "s.toml"
+    other.parent.mkdir()
+    other.write_text(SWEEP.replace('name = "A"', 'name = "B"'))
+    before = snapshot(runs)
+    code, out, err = run_main(capsys, "sweep", other, *SIZES, "--runs-dir", runs)
+    assert (code, out) == (2, "") and err == (
+        f"{ERR}{runs}/s holds the runs of the sweep file {mine}, and the sweep file {other} has the same name but "
+        f"other runs; rename one of the files, or give this one another --runs-dir\n")
+    code, out, err = run_main(capsys, "parity", other, "--runs-dir", runs)
+    assert (code, out) == (2, "") and err == (
+        f"{ERR}{runs}/s holds the runs of the sweep file {mine}, and the sweep file {other} has the same name but "
+        f"other runs; give that file ({mine}) or the folder {runs}/s itself\n")
+    assert snapshot(runs) == before
+    # a copy of the file (the same runs) is the same sweep; so is the file moved
+    copy = tmp_path / "copy" / "s.toml"
+    copy.parent.mkdir()
+    shutil.copy(mine, copy)
+    code, out, err = run_main(capsys, "sweep", copy, *SIZES, "--seeds", "0,1", "--runs-dir", runs)
+    assert code == 0 and out.count("already done") == 2, out + err
+    # a file named like a built-in sweep is another sweep than the built-in one
+    (tmp_path / "baseline.toml").write_text(SWEEP)
+    code, out, err = run_main(capsys, "sweep", tmp_path / "baseline.toml", *SIZES, "--runs-dir", runs)
+    assert code == 0, out + err
+    code, out, err = run_main(capsys, "sweep", "baseline", *SIZES, "--runs-dir", runs)
+    assert (code, out) == (2, "") and err == (
+        f"{ERR}{runs}/baseline holds the runs of the sweep file {tmp_path}/baseline.toml, and the built-in sweep "
+        f"baseline has the same name but other runs; rename one of the files, or give this one another --runs-dir\n")
