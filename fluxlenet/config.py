@@ -113,8 +113,8 @@ class RunConfig:
     device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
                           help="cuda: PyTorch on the GPU (Flux runs on the CPU)")
     threads: int | None = setting(None, low=1, high=4096, cli="run", result=False,
-                                  help="threads of each backend run (default: the cores // --jobs; 1 with "
-                                       "--executor ray)")
+                                  help="threads of each backend run (default 1, whatever --jobs and the "
+                                       "executor: a run's float32 figures depend on its threads)")
     trace_steps: int = setting(0, low=0, high=10_000_000, cli="run", julia=True, result=False,
                                help="record the loss at each of the first N optimiser steps (trace.csv)")
     # Flush subnormal floats to zero (FTZ/DAZ), in both frameworks. Off by default, as Julia and

@@ -287,7 +287,6 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
     Runs of a backend in `served` go to workers that stay (`ServingWorker`); the others get a process each.
     """
     ctx = multiprocessing.get_context("spawn")
-    cores = os.cpu_count() or 1
     pending = list(tasks)
     running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]] = []
     idle: list[ServingWorker] = []
@@ -303,7 +302,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
         while pending or running:
             while pending and len(running) < jobs:
                 task = pending.pop(0)
-                started = start_tasks([task], echo, lambda cfg: max(1, cores // jobs))
+                started = start_tasks([task], echo, default_threads)
                 if not started:
                     results.setdefault("failed", []).append(task)
                     continue
@@ -343,6 +342,14 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
         for worker in idle:
             worker.close()
     return results
+
+
+def default_threads(cfg: RunConfig) -> int:
+    """The threads of a run not given --threads: 1, whatever the executor, --jobs or the machine's cores.
+    A run's float32 figures depend on its threads (the order of the sums), so its log must not depend on
+    how it was scheduled: a sweep run with --jobs 1 or 2, locally or under Ray, or resumed under another
+    --jobs, gives the same figures. Faster lone runs: --threads N (recorded in config.json)."""
+    return 1
 
 
 def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConfig]]:

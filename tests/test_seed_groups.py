@@ -347,3 +347,30 @@ def test_two_sweep_files_of_one_name_do_not_share_a_runs_folder(made, tmp_path, 
     assert (code, out) == (2, "") and err == (
         f"{ERR}{runs}/baseline holds the runs of the sweep file {tmp_path}/baseline.toml, and the built-in sweep "
         f"baseline has the same name but other runs; rename one of the files, or give this one another --runs-dir\n")
+
+
+# -- threads: the default does not depend on how the runs were scheduled --------------------------------------
+
+def test_a_runs_default_threads_do_not_depend_on_jobs(tmp_path, capsys):
+    """One thread a run unless --threads, with --jobs 1 as with --jobs 2 (and under Ray: tests/test_ray.py):
+    the same figures, and parity --against finds the two attempts identical with no note on threads."""
+    (tmp_path / "t.toml").write_text(SWEEP.replace("threads = 1\n", "") + '[[runs]]\nname = "B"\neta = 1e-3\n')
+    for jobs in (1, 2):
+        code, out, err = run_main(capsys, "sweep", tmp_path / "t.toml", *SIZES, "--jobs", jobs,
+                                  "--runs-dir", tmp_path / f"jobs{jobs}")
+        assert code == 0 and err == "", out + err
+        for run in ("A", "B"):
+            config = json.loads((tmp_path / f"jobs{jobs}" / "t" / f"{run}-seed0" / "torch" / "config.json").read_text())
+            assert config["config"]["threads"] == 1 and config["threads"] == {"torch": 1}
+    code, out, err = run_main(capsys, "parity", tmp_path / "t.toml", "--runs-dir", tmp_path / "jobs1",
+                              "--against", tmp_path / "jobs2")
+    assert code == 0 and err == "" and "float32 sums may" not in out and "Sweep t: pass" in out, out + err
+    assert (tmp_path / "jobs1" / "t" / "A-seed0" / "torch" / "log.csv").read_text().count("\n") == 3
+    # --threads is the user's, recorded, and said where two compared runs differ in it
+    code, out, err = run_main(capsys, "sweep", tmp_path / "t.toml", *SIZES, "--threads", 2,
+                              "--runs-dir", tmp_path / "two")
+    assert code == 0 and json.loads((tmp_path / "two" / "t" / "A-seed0" / "torch" / "config.json").read_text()
+                                    )["threads"] == {"torch": 2}
+    code, out, err = run_main(capsys, "parity", tmp_path / "t.toml", "--runs-dir", tmp_path / "jobs1",
+                              "--against", tmp_path / "two")
+    assert "threads 1 vs 2: float32 sums may then differ in order" in out, out + err
