@@ -99,6 +99,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flux-startup-") as tmp:
         tmp = Path(tmp)
         cmd = [sys.executable, "-m", "fluxlenet", "sweep", "optimizer", "--backend", "flux", "--jobs", "1",
+               "--threads", str(threads),
                "--dataset", "mnist", "--data-dir", args.data_dir, "--epochs", str(args.epochs),
                "--runs-dir", str(tmp / "runs")]
         if args.train_size:

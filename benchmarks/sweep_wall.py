@@ -54,8 +54,9 @@ def protocol_file(folder: Path) -> Path:
 
 
 def run_sweep(name: str, jobs: int, runs_dir: Path, args) -> float:
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared by the jobs, as measured in the README
     cmd = [sys.executable, "-m", "fluxlenet", "sweep", name, "--backend", "torch", "--jobs", str(jobs),
-           "--runs-dir", str(runs_dir), "--dataset", args.dataset]
+           "--threads", str(threads), "--runs-dir", str(runs_dir), "--dataset", args.dataset]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     if args.epochs:

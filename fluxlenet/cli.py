@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import models, optim_spec, sweeps
-from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem
+from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem, normal_name
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
@@ -330,16 +330,21 @@ def saved_note(tasks) -> str:
 
 
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str], prepare=None, extra: list[tuple[RunConfig, list[str]]] = ()) -> int:
+            announce: list[str], prepare=None, extra: list[tuple[RunConfig, list[str]]] = (),
+            seed_groups: bool = True, sweeps_of: dict | None = None) -> int:
     """Check the run folders and the inputs, call `prepare` (a sweep file to write, say), say `announce`
     and run what is not done: each of `configs` in every one of `backends`, then each (config, its backends)
     of `extra`.
 
-    A damaged run folder is named in one `error:` line and left as it is; the other runs go on
-    (exit code 2 at the end). Ctrl-C while runs go raises Interrupted, saying what was saved."""
+    seed_groups: the run folders are <sweep>/<run>-seed<N>/<backend>/, whose seeds must differ in the seed
+    alone (runner.check_seed_groups). sweeps_of: {sweep folder: its Sweep}, so that two sweep files of one
+    name do not share a folder (rundir.check_origin). A damaged run folder is named in one `error:` line
+    and left as it is; the other runs go on (exit code 2 at the end). Ctrl-C while runs go raises
+    Interrupted, saying what was saved."""
     import contextlib
 
     from . import runner
+    from .rundir import check_origin, record_origin
     from .runlog import DamagedRun
     if args.executor == "ray":
         from .ray_executor import check_reachable, import_ray
@@ -352,9 +357,15 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
             c = cfg.replace(backend=backend)
             tasks.append(runner.Task(c, folder_of(c)))
     configs = configs + [cfg for cfg, _ in extra]
+    for folder, sweep in (sweeps_of or {}).items():  # reads only, as the next: a refused command writes nothing
+        check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
+    if seed_groups:
+        runner.check_seed_groups(tasks)
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
+        for folder, sweep in (sweeps_of or {}).items():  # again under the lock
+            check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
         states, damaged = [], {}
         for task in tasks:
             try:
@@ -365,6 +376,8 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         check_inputs(configs, echo)
         if prepare is not None:
             prepare()
+        for folder, sweep in (sweeps_of or {}).items():  # after the input checks: a refused command records nothing
+            record_origin(folder, sweep)
         for line in announce:
             echo(line)
         for error in damaged.values():
@@ -372,7 +385,9 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
         todo = []
         for task, state in zip(tasks, states):
             if state == "done":
-                echo(f"--- {task.label}: already done in {task.run_dir}, skipped")
+                restored = runner.restore_config(task)
+                echo(f"--- {task.label}: already done in {task.run_dir}, skipped"
+                     + (" (config.json restored from checkpoint.json)" if restored else ""))
             elif state == "damaged":
                 echo(f"--- {task.label}: {task.run_dir} is damaged (see the error), left as it is")
             else:
@@ -507,7 +522,7 @@ def cmd_sweep(args, echo) -> int:
                  f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
     return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo,
-                   notes, prepare=prepare)
+                   notes, prepare=prepare, sweeps_of={runs_dir / sweep.name: sweep})
 
 
 def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
@@ -526,7 +541,9 @@ def cmd_train(args, echo) -> int:
     if args.epochs is not None and args.steps is not None:
         raise ConfigError(EPOCHS_AND_STEPS)
     savepath = Path(args.savepath)
-    name = savepath.name  # the run is named after its folder
+    name = normal_name(savepath.name)  # the run is named after its folder ("café" in NFC: one name, one folder)
+    if name != savepath.name:
+        savepath = savepath.parent / name
     if name in ("", ".", ".."):
         raise ConfigError(f"--savepath {args.savepath} names no folder of its own; give a new folder such as "
                           f"runs/train (the run is named after it)")
@@ -537,7 +554,7 @@ def cmd_train(args, echo) -> int:
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
     notes = []
     backends = choose_backends(args.backend, notes)
-    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes)
+    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes, seed_groups=False)
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -623,7 +640,8 @@ def cmd_reproduce(args, echo) -> int:
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
         seeds = args.seeds or list(target.seeds)
-        configs = [cfg for name in names for cfg in sweep_configs(sweeps.load(name), args, seeds)]
+        loaded = {name: sweeps.load(name) for name in names}
+        configs = [cfg for name in names for cfg in sweep_configs(loaded[name], args, seeds)]
         # every run of a seed before the next seed, the write-up's own seed (its replay) first: early figures
         configs.sort(key=lambda c: (c.seed != target.replay_seed, c.seed))
         notes = []
@@ -636,7 +654,7 @@ def cmd_reproduce(args, echo) -> int:
         variant_backends = ["torch"] if "torch" in backends else backends
         execute(configs, backends, lambda c: runner.run_dir(runs_dir, c),
                 [runs_dir / n for n in names + sorted({c.sweep for c in variants})], args, echo, notes,
-                extra=[(c, variant_backends) for c in variants])
+                extra=[(c, variant_backends) for c in variants], sweeps_of={runs_dir / n: loaded[n] for n in names})
     written = reproduce.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 
 from . import models, optim_spec
@@ -25,6 +26,12 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: str | None = None):
         super().__init__(message)
         self.key = key  # the setting at fault, so a sweep file can point at its line
+
+
+def normal_name(name):
+    """A run or sweep name as it is kept: Unicode NFC, so that "café" typed composed or decomposed is one
+    name (and one folder); anything but a string is left for name_problem to refuse."""
+    return unicodedata.normalize("NFC", name) if isinstance(name, str) else name
 
 
 def name_problem(name) -> str | None:
@@ -115,8 +122,8 @@ class RunConfig:
     device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
                           help="cuda: PyTorch on the GPU (Flux runs on the CPU)")
     threads: int | None = setting(None, low=1, high=4096, cli="run", result=False,
-                                  help="threads of each backend run (default: the cores // --jobs; 1 with "
-                                       "--executor ray)")
+                                  help="threads of each backend run (default 1, whatever --jobs and the "
+                                       "executor: a run's float32 figures depend on its threads)")
     trace_steps: int = setting(0, low=0, high=10_000_000, cli="run", julia=True, result=False,
                                help="record the loss at each of the first N optimiser steps (trace.csv)")
     # Flush subnormal floats to zero (FTZ/DAZ), in both frameworks. Off by default, as Julia and
@@ -222,13 +229,13 @@ class RunConfig:
         names = set(cls.field_names())
         return cls(**{k: v for k, v in stored.items() if k in names})
 
-    def differences(self, stored: dict, length: bool = True) -> list[str]:
+    def differences(self, stored: dict, ignore: tuple[str, ...] = ()) -> list[str]:
         """'KEY <stored> there, <ours> now' for each setting that changes the result and differs between
-        `stored` (the RunConfig fields of a run on disk) and self; with length=False, not the run's length
-        (epochs, steps: see length_problem)."""
-        there = RunConfig.from_stored(stored).semantic_dict()
-        return [f"{k} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items()
-                if there[k] != v and (length or k not in LENGTH)]
+        `stored` (the RunConfig fields of a run on disk; fields this version lacks are ignored) and self,
+        but those in `ignore` (LENGTH: see length_problem)."""
+        there = result_settings(stored)
+        return [f"{USER_NAMES.get(k, k)} {there[k]!r} there, {v!r} now" for k, v in self.semantic_dict().items()
+                if there[k] != v and k not in ignore]
 
     # -- another length for a run on disk --------------------------------------------
     def length(self) -> str:
@@ -276,7 +283,63 @@ class RunConfig:
                 f"(--runs-dir; --savepath for train)")
 
 
+# A seed group: the runs of one run name and backend that are averaged as seeds. They may differ in
+# the seed alone (and in what does not change results: threads, device, data_dir, trace_steps).
+SEED_GROUP_FREE = ("seed", "sweep", "run", "backend")
+
+
+def result_settings(stored: dict) -> dict:
+    """The settings that change the result of a run stored as `stored` (config.json's "config")."""
+    return RunConfig.from_stored(stored).semantic_dict()
+
+
+def mixed_settings(configs: list[tuple[int, dict]]) -> list[str]:
+    """'KEY A (seeds 0,1) vs B (seed 2)' for each setting that changes results and differs between the
+    (seed, stored settings) of one seed group; [] when they differ in the seed alone."""
+    import json
+    settings = [(seed, result_settings(c)) for seed, c in configs]
+    out = []
+    for key in settings[0][1] if settings else ():
+        if key in SEED_GROUP_FREE:
+            continue
+        by_value: dict[str, tuple[object, list[int]]] = {}
+        for seed, values in settings:
+            by_value.setdefault(json.dumps(values[key], sort_keys=True), (values[key], []))[1].append(seed)
+        if len(by_value) > 1:
+            out.append(f"{USER_NAMES.get(key, key)} " + " vs ".join(
+                f"{value!r} (seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, sorted(seeds)))})"
+                for value, seeds in by_value.values()))
+    return out
+
+
 USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ
+# the options of `sweep` and `reproduce` that a run can have been given beyond its sweep file
+RERUN_OPTIONS = ("dataset", "train_size", "test_size", "mode", "rng", "precision", "flush_subnormals", "steps", "epochs",
+                 "data_dir")
+
+
+def rerun_options(ran: dict, declared: dict) -> str:
+    """The command-line options (" --train-size 200 ...") that give runs the settings `ran` has where its
+    sweep file says `declared`: advice to rerun with more seeds must name a command that is not refused
+    (another --train-size would be refused: the seeds of a run differ in the seed alone)."""
+    import shlex
+    options = []
+    for key in RERUN_OPTIONS:
+        value = ran.get(key)
+        flag = "--" + key.replace("_", "-")
+        if key == "epochs":
+            if ran.get("steps") is None and (declared.get("steps") is not None or value != declared.get("epochs")):
+                options.append(f"{flag} {value}")  # whole epochs, also where the file sets a step budget
+        elif key == "data_dir":
+            if value:
+                options.append(f"{flag} {shlex.quote(str(value))}")
+        elif value == declared.get(key, getattr(RunConfig(), key)) or value is None or value is False:
+            continue
+        else:
+            options.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return "".join(" " + option for option in options)
+
+
 _KINDS = {"float": float, "int": int, "bool": bool, "str": str, "list[int]": list}
 
 

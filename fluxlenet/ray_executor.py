@@ -23,7 +23,8 @@ import socket
 from pathlib import Path
 
 from .config import ConfigError
-from .runner import STOP_WAIT_S, Task, finish_task, mark_run, raise_interrupt, start_tasks, wait_until_free
+from .runner import (STOP_WAIT_S, Task, default_threads, finish_task, mark_run, raise_interrupt, start_tasks,
+                     wait_until_free)
 from .runlog import FINAL_STATES, read_status
 from .worker import JOBS_ENV, worker_main
 
@@ -210,7 +211,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
 
     remote = ray.remote(run_in_worker)
     pending: dict = {}
-    for task, cfg in start_tasks(tasks, echo, lambda cfg: 1):
+    for task, cfg in start_tasks(tasks, echo, default_threads):
         options = {"num_cpus": cfg.threads, "max_retries": 0}
         if cfg.backend == "flux":
             options["resources"] = {JULIA_RESOURCE: 1}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shlex
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODU
 from parity.runs import Damaged, RunFiles, load_sweep_dir
 
 from . import plots, render, summaries
-from .config import ConfigError
+from .config import ConfigError, rerun_options
 from .fsutil import atomic_write_text
 from .targets import Claim, Target
 
@@ -185,6 +186,16 @@ class Reproduction:
         if self.has_replay:
             return {REPLAYED: REPRODUCED, NOT_REPLAYED: NOT_REPRODUCED}.get(self.replay_verdict, INCONCLUSIVE)
         return self.verdict
+    unmatched: list[str] = field(default_factory=list)   # rows of the --published file that match no run
+
+    def notes(self) -> list[str]:
+        """What the terminal says beside the verdicts: run folders left out as damaged, published rows
+        that match no run."""
+        notes = [n for result in self.results.values() for n in result.notes if n.startswith("left out, damaged: ")]
+        if self.unmatched:
+            notes.append(f"--published {self.planted}: {len(self.unmatched)} row(s) match no run here and are not "
+                         f"judged: {', '.join(self.unmatched)}")
+        return notes
 
     @property
     def verdict(self) -> str:
@@ -210,9 +221,14 @@ class Reproduction:
         command = f"python -m fluxlenet reproduce {self.target.name}"
         if self.sweeps != list(self.target.sweeps):
             command += f" --sweeps {','.join(self.sweeps)}"
-        if runs and runs[0].mode == "native":
-            command += " --mode native --rng numpy"  # the post's sweeps draw by rng "julia"
-        return f"`{command} --seeds {seeds}` (same other options; finished runs are skipped)"
+        first = next((j for j in self.judged if any(j.sides.values())), None)
+        if first is not None:  # the options the runs had: with others the command would be refused
+            sweep = self.results[first.sweep].sweep
+            declared = next((c.to_dict() for c in (sweep.runs if sweep else []) if c.run == first.run), {})
+            command += rerun_options(next(r for rs in first.sides.values() for r in rs).config, declared)
+        if self.runs_dir != Path("runs"):
+            command += f" --runs-dir {shlex.quote(str(self.runs_dir))}"
+        return f"`{command} --seeds {seeds}`"
 
     def summary(self) -> list[str]:
         lines = []
@@ -245,6 +261,7 @@ class Reproduction:
             lines += ["Rule: " + line for line in replays.rule_lines(self.policy.replay_k, self.policy.level,
                                                                      self.policy.min_seeds, self.target.replay_seed)]
             lines.append(f"      {self.band.describe()}")
+        lines += [f"NOTE: {note}" for note in self.notes()]
         lines.append("Rule: " + reproduction.rule_lines(self.policy.level, self.policy.min_seeds)[0])
         lines.append(f"Report: {self.files['markdown']}")
         lines.append(f"        {self.files['html']} (self-contained, opens from disk)")
@@ -266,7 +283,7 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
     names = names or list(target.sweeps)
     results = {}
     for name in names:
-        if any((runs_dir / name).glob("*/*/config.json")):
+        if any((runs_dir / name).glob("*/*/config.json")) or any((runs_dir / name).glob("*/*/checkpoint.json")):
             results[name] = compare_sweep(name, runs_dir, policy)
     if not results:
         raise ConfigError(f"no runs of `reproduce {target.name}` in {runs_dir} (sweeps {', '.join(names)}): run "
@@ -300,6 +317,10 @@ def judge(target: Target, runs_dir: str | Path, policy: Policy, names: list[str]
                        [], sides, planted_name, variant_notes=variant_notes)
     if out.has_replay:
         judge_replays(out)
+    if planted is not None:  # rows of sweeps left out by --sweeps or not run yet are said as such elsewhere
+        ran = {(j.sweep, j.run) for j in judged}
+        out.unmatched = [f"{sweep}/{run}" for sweep, run in planted if (sweep, run) not in ran
+                         and (sweep in results or sweep not in target.sweeps)]
     out.claims = [judge_claim(out, claim) for claim in target.claims if claim.sweep in names]
     out.verdicts = {side: side_verdict(out, side) for side in sides}
     return out
@@ -420,7 +441,7 @@ def side_verdict(rep: Reproduction, side: str) -> tuple[str, list[str]]:
             short.setdefault(f.why, []).append(j.label)
     for why, labels in short.items():
         reasons.append(f"final test accuracy of {', '.join(labels)}: inconclusive: {why}: {rep.seeds_command()} "
-                       f"gives enough")
+                       f"gives enough (finished runs are skipped)")
     for c in rep.claims:
         verdict = c.verdicts.get(side)
         if verdict is None:
@@ -981,6 +1002,8 @@ def build_blocks(rep: Reproduction, plots: dict[str, dict[str, Path]]) -> list[t
             continue
         ran += [f"{name}: {line}" for line in summaries.what_ran(rep.results[name])
                 if not (rep.planted and line.startswith("Published figures ("))]  # the shipped ones: not used
+    if rep.unmatched:
+        ran.append(next(n for n in rep.notes() if n.startswith("--published")) + ".")
     blocks.append(("ul", list(dict.fromkeys(ran))))
 
     blocks.append(("h2", "The write-up's tables"))

@@ -63,3 +63,60 @@ def write_config(run_dir: Path, config: dict, **extra) -> None:
         current = {}
     current.update({"config": config, **extra})
     atomic_write_json(path, current)
+
+
+# -- which sweep file a sweep folder belongs to ---------------------------------------------------------
+#
+# A sweep folder is named after its sweep file, so two files of one name in different folders (or a
+# file named like a built-in sweep) would share it, and their runs would mix. A sweep records its file
+# in the folder's .sweep; another file of that name is refused while the recorded one is still there and
+# declares other runs (a copy of the file, or the file moved, is the same sweep).
+
+SWEEP_ORIGIN = ".sweep"
+
+
+def _origin_path(sweep) -> Path:
+    return Path(sweep.path).resolve()
+
+
+def recorded_origin(folder: Path) -> Path | None:
+    try:
+        doc = read_json(Path(folder) / SWEEP_ORIGIN)
+        return Path(doc["sweep_file"]) if isinstance(doc, dict) and isinstance(doc.get("sweep_file"), str) else None
+    except (OSError, ValueError):
+        return None
+
+
+def other_origin(folder: Path, sweep) -> Path | None:
+    """The sweep file whose runs `folder` holds when that is another sweep than `sweep` (same name, other
+    runs declared), else None."""
+    from .config import ConfigError
+    from .sweeps import load
+    theirs = recorded_origin(folder)
+    if theirs is None or not theirs.is_file() or theirs == _origin_path(sweep):
+        return None
+    try:
+        other = load(str(theirs))
+    except ConfigError:  # no longer a sweep file: not a sweep whose runs could mix with these
+        return None
+    same = [c.to_dict() for c in other.runs] == [c.to_dict() for c in sweep.runs]
+    return None if same else theirs
+
+
+def describe_origin(path: Path) -> str:
+    from .sweeps import SWEEP_DIR
+    return f"the built-in sweep {path.stem}" if path.parent == SWEEP_DIR.resolve() else f"the sweep file {path}"
+
+
+def check_origin(folder: Path, sweep, advice: str) -> None:
+    """ConfigError when `folder` holds the runs of another sweep file of the same name."""
+    from .config import ConfigError
+    theirs = other_origin(folder, sweep)
+    if theirs is not None:
+        raise ConfigError(f"{folder} holds the runs of {describe_origin(theirs)}, and "
+                          f"{describe_origin(_origin_path(sweep))} has the same name but other runs; {advice}")
+
+
+def record_origin(folder: Path, sweep) -> None:
+    if recorded_origin(folder) != _origin_path(sweep):
+        atomic_write_json(Path(folder) / SWEEP_ORIGIN, {"sweep_file": str(_origin_path(sweep))})

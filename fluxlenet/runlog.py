@@ -86,6 +86,9 @@ def _csv_rows(path: Path, required: list[str], torn_tail: bool = False):
             return
         if any(column not in header for column in required):
             raise damaged(path, f"line 1 is not the header ({','.join(required)},...)")
+        twice = next((c for c in header if header.count(c) > 1), None)
+        if twice is not None:
+            raise damaged(path, f"line 1 names the column {twice!r} twice")
         for values in reader:
             if not values:
                 continue
@@ -106,13 +109,14 @@ def _number(path: Path, line: int, column: str, text: str, kind=float):
 
 def read_log_rows(run_dir: str | Path) -> list[dict]:
     """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); DamagedRun names
-    the line of a file that is not one we wrote."""
+    the line of a file that is not one we wrote. A column added by hand is kept as text (see
+    extra_log_columns)."""
     path = Path(run_dir) / "log.csv"
     if not path.exists():
         return []
     rows = []
     for line, raw in _csv_rows(path, ["epoch"]):
-        row = {}
+        row = {key: value for key, value in raw.items() if key not in LOG_COLUMNS}
         for key in LOG_COLUMNS:
             value = raw.get(key, "")
             if key == "status":
@@ -126,6 +130,16 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
                                 f"{'epoch ' + str(rows[-1]['epoch']) if rows else 'the header'}")
         rows.append(row)
     return rows
+
+
+def extra_log_columns(run_dir: str | Path) -> list[str]:
+    """The columns of log.csv that we do not write (added by hand), in their order. A resumed run
+    keeps them, after ours, with empty cells in the rows it adds: nothing in the file is lost."""
+    path = Path(run_dir) / "log.csv"
+    if not path.exists():
+        return []
+    header = next(csv.reader(_read_text(path).splitlines()), [])
+    return [column for column in header if column not in LOG_COLUMNS]
 
 
 TRACE_HEADER = "step,loss,checksum\n"
@@ -228,6 +242,35 @@ def stored_config(path: str | Path) -> dict:
     return read_config_file(path)["config"]
 
 
+def run_settings(run_dir: str | Path) -> dict | None:
+    """The settings a run folder was trained with: config.json's, cross-checked with checkpoint.json's (the
+    sweep and the worker write both from one RunConfig), or checkpoint.json's alone when config.json is
+    gone; None when it holds neither. DamagedRun when one cannot be read, when the two disagree on a setting
+    that changes results, or when such a setting is in neither (it would otherwise read as its default)."""
+    from .config import LENGTH, USER_NAMES, RunConfig
+    run_dir = Path(run_dir)
+    stored = [(p, stored_config(p)) for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
+    if not stored:
+        return None
+    keys = [f.name for f in RunConfig.settings() if f.metadata["result"]]
+    if len(stored) == 2:
+        (path, a), (_, b) = stored
+        # the length may differ: a run resumed for more epochs records them in config.json before its next checkpoint
+        differ = [f"{USER_NAMES.get(k, k)} {a[k]!r} vs {b[k]!r}" for k in keys
+                  if k in a and k in b and a[k] != b[k] and k not in LENGTH]
+        if differ:
+            raise damaged(path, f"and {CHECKPOINT_SETTINGS} beside it disagree ({', '.join(differ)}: one was "
+                                f"edited), so the settings the run was trained with are unknown")
+    settings = {**stored[-1][1], **stored[0][1]}  # config.json's where both say it
+    missing = [USER_NAMES.get(k, k) for k in keys if k not in settings]
+    if missing:
+        where = " nor ".join(p.name for p, _ in stored)
+        raise damaged(stored[0][0], f"{'neither ' if len(stored) == 2 else ''}{where} says the setting"
+                                    f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, so the run's "
+                                    f"settings are unknown")
+    return settings
+
+
 def check_checkpoint(path: Path) -> None:
     """A structural check of a checkpoint file, without torch or Julia: model.pt is a zip archive
     whose members pass their CRC; a .bson file is as long as its header says. Raises DamagedRun."""
@@ -262,6 +305,7 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
         self.rows = read_log_rows(self.dir)
+        self.extra_columns = extra_log_columns(self.dir)
         console = self.dir / "console.log"  # a transcript: a damaged byte in it is kept as U+FFFD
         self.console = console.read_text(encoding="utf-8", errors="replace").splitlines() if console.exists() else []
         self.trace = read_trace_rows(self.dir)
@@ -312,7 +356,7 @@ class RunLog:
 
     def _write_csv(self) -> None:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS + self.extra_columns, restval="", lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})

@@ -22,17 +22,18 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, RunConfig
+from .config import LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import run_is_busy, write_config
 from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
-                     damaged, read_config_file, read_status, stored_config)
+                     damaged, read_config_file, read_status, run_settings, stored_config)
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -79,13 +80,13 @@ def check_existing(task: Task) -> str:
     for folder in (run_dir.parent, run_dir):
         if folder.exists() and not folder.is_dir():
             raise damaged(folder, "is a file where the run folder should be", "move it away")
-    settings = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
-    for path in settings:
-        if task.cfg.differences(stored_config(path), length=False):
-            raise ConfigError(f"{run_dir} holds a run with other settings "
-                              f"({', '.join(task.cfg.differences(stored_config(path)))}); "
+    settings = run_settings(run_dir)
+    if settings is not None:
+        diff = task.cfg.differences(settings, ignore=LENGTH)
+        if diff:
+            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
-    if not settings:
+    else:
         leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
         if leftovers:
             name = leftovers[0].name
@@ -94,10 +95,11 @@ def check_existing(task: Task) -> str:
                           f"move that folder away (or delete {name}) to start the run afresh")
         return "new"
     status, _ = check_run_files(run_dir)
-    trained = stored_config(settings[-1])  # checkpoint.json, the checkpoints' settings, when it is there
+    files = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
+    trained = stored_config(files[-1])  # checkpoint.json, the checkpoints' settings, when it is there
     if task.cfg.differences(trained) and status["status"] != "diverged":
         finished = status["status"] in FINAL_STATES
-        ntrain = read_config_file(settings[0]).get("train_samples")  # config.json's, written by the worker
+        ntrain = read_config_file(files[0]).get("train_samples")  # config.json's, written by the worker
         ntrain = ntrain if isinstance(ntrain, int) and ntrain > 0 else None
         old = RunConfig.from_stored(trained)
         problem = task.cfg.length_problem(old, ntrain, bool(checkpoint_files(run_dir)), finished)
@@ -110,6 +112,46 @@ def check_existing(task: Task) -> str:
     for path in checkpoint_files(run_dir):
         check_checkpoint(path)
     return "resume"
+
+
+def check_seed_groups(tasks: list[Task]) -> None:
+    """A seed group (the runs of one run name and backend, averaged as seeds) must hold runs that differ
+    in the seed alone: ConfigError, before anything is written, when a task would join run folders of
+    other settings (another --train-size, say) that this command does not itself run."""
+    ours = {task.run_dir for task in tasks}
+    for task in tasks:
+        sweep_dir = task.run_dir.parent.parent
+        if not sweep_dir.is_dir():
+            continue
+        pattern = re.compile(re.escape(task.cfg.run) + r"-seed(\d+)")
+        differ = []
+        for entry in sorted(sweep_dir.iterdir()):
+            folder = entry / task.cfg.backend
+            if not pattern.fullmatch(entry.name) or folder in ours or not folder.is_dir():
+                continue
+            try:
+                stored = run_settings(folder)
+            except ConfigError:  # unreadable or inconsistent settings: parity names that folder as damaged
+                continue
+            diff = task.cfg.differences(stored, ignore=SEED_GROUP_FREE) if stored else []
+            if diff:
+                differ.append((entry, diff))
+        if differ:
+            folders = ", ".join(str(entry) for entry, _ in differ[:3]) + (", ..." if len(differ) > 3 else "")
+            raise ConfigError(f"{sweep_dir} holds {len(differ)} seed(s) of run {task.cfg.run} ({task.cfg.backend}) "
+                              f"with other settings ({', '.join(differ[0][1])}); the seeds of a run must differ "
+                              f"in the seed alone, or they would be averaged as seeds: use another --runs-dir, "
+                              f"or move {folders} away")
+
+
+def restore_config(task: Task) -> bool:
+    """A finished run whose config.json is gone gets it back from checkpoint.json (which holds the same
+    settings); True when it was restored."""
+    path = task.run_dir / "config.json"
+    if path.exists() or not (task.run_dir / CHECKPOINT_SETTINGS).is_file():
+        return False
+    write_config(task.run_dir, stored_config(task.run_dir / CHECKPOINT_SETTINGS), restored_from=CHECKPOINT_SETTINGS)
+    return True
 
 
 class SweepLock:
@@ -261,7 +303,6 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
     Runs of a backend in `served` go to workers that stay (`ServingWorker`); the others get a process each.
     """
     ctx = multiprocessing.get_context("spawn")
-    cores = os.cpu_count() or 1
     pending = list(tasks)
     running: list[tuple[multiprocessing.Process, Task, ServingWorker | None]] = []
     idle: list[ServingWorker] = []
@@ -277,7 +318,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
         while pending or running:
             while pending and len(running) < jobs:
                 task = pending.pop(0)
-                started = start_tasks([task], echo, lambda cfg: max(1, cores // jobs))
+                started = start_tasks([task], echo, default_threads)
                 if not started:
                     results.setdefault("failed", []).append(task)
                     continue
@@ -317,6 +358,14 @@ def run_tasks(tasks: list[Task], jobs: int = 1, echo=print,
         for worker in idle:
             worker.close()
     return results
+
+
+def default_threads(cfg: RunConfig) -> int:
+    """The threads of a run not given --threads: 1, whatever the executor, --jobs or the machine's cores.
+    A run's float32 figures depend on its threads (the order of the sums), so its log must not depend on
+    how it was scheduled: a sweep run with --jobs 1 or 2, locally or under Ray, or resumed under another
+    --jobs, gives the same figures. Faster lone runs: --threads N (recorded in config.json)."""
+    return 1
 
 
 def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConfig]]:

@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, RunConfig, name_problem
+from .config import ConfigError, RunConfig, name_problem, normal_name
 
 SWEEP_DIR = Path(__file__).parent / "sweep_files"
 TOP_KEYS = {"description", "base", "runs", "published"}
@@ -78,7 +78,8 @@ def load(name_or_path: str) -> Sweep:
 
 def from_document(doc: dict, path: Path, where: str) -> Sweep:
     """The sweep of a parsed sweep file (`path` names it; errors start with `where`)."""
-    problem = name_problem(path.stem)
+    sweep_name = normal_name(path.stem)
+    problem = name_problem(sweep_name)
     if problem:
         raise ConfigError(f"{where}the sweep is named after the file, and {path.stem!r} {problem}; rename the file")
     unknown = set(doc) - TOP_KEYS
@@ -86,15 +87,25 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         raise ConfigError(f"{where}unknown top-level key {sorted(unknown)[0]!r}; expected {', '.join(sorted(TOP_KEYS))}")
     base = doc.get("base", {})
     runs = doc.get("runs", [])
+
+    def at(key):
+        line = _line_of(path, key) if path.is_file() else None
+        return f" (line {line})" if line else ""
     if not isinstance(base, dict):
-        raise ConfigError(f"{where}[base] must be a table of settings")
+        raise ConfigError(f"{where}base must be a table of settings ([base]), not {_shown(base)}{at('base')}")
     if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
-        raise ConfigError(f"{where}needs at least one [[runs]] table")
+        raise ConfigError(f"{where}needs at least one [[runs]] table" + (f", not runs = {_shown(runs)}{at('runs')}"
+                                                                         if "runs" in doc else ""))
+    for key in ("description", "published"):
+        problem = _top_problem(key, doc.get(key))
+        if problem:
+            raise ConfigError(f"{where}{problem}{at(key)}", key)
     configs, names = [], set()
     for i, run in enumerate(runs, 1):
         run = dict(run)
         given = run.pop("name", f"run{i}")
         name = str(given) if isinstance(given, (int, float)) and not isinstance(given, bool) else given  # 1e-3
+        name = normal_name(name)  # "café" composed or decomposed: one name
         problem = name_problem(name)
         if problem:
             line = _line_of(path, "name", given) if path.is_file() else None
@@ -107,9 +118,30 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         except ConfigError as e:
             line = _line_of(path, e.key) if path.is_file() else None
             raise ConfigError(f"{e} (line {line})" if line else str(e)) from None
-        configs.append(cfg.replace(sweep=path.stem, run=name))
-    return Sweep(name=path.stem, description=str(doc.get("description", "")), runs=configs, path=path,
+        configs.append(cfg.replace(sweep=sweep_name, run=name))
+    return Sweep(name=sweep_name, description=doc.get("description", ""), runs=configs, path=path,
                  published=doc.get("published"))
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _top_problem(key: str, value) -> str | None:
+    """What is wrong with the top-level `description` or `published` of a sweep file, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"{key} must be a string (text in quotes), not {_shown(value)}"
+    if key == "published":
+        from parity.published import results
+        sources = sorted(set(results().source))
+        source, _, experiment = value.partition("/")
+        if source not in sources or not experiment:
+            return (f"published must name published figures as \"<source>/<experiment>\" with a source of "
+                    f"fluxlenet/reference/published-results.csv ({', '.join(sources)}), not {value!r}")
+    return None
 
 
 GRID_MAX_RUNS = 1000  # runs a --grid may span without --max-runs: a typo's huge product is said at once

@@ -57,12 +57,12 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     this is the last line of that defence). Checkpoints of another length go on to this run's
     length where RunConfig.length_problem allows it; checkpoint.json then records the new one.
     `previous`: the run's status before this worker took it."""
-    from .config import ConfigError, RunConfig
+    from .config import LENGTH, ConfigError, RunConfig
     from .runlog import CHECKPOINT_SETTINGS, FINAL_STATES, checkpoint_files, stored_config, write_checkpoint_settings
     path = run_dir / CHECKPOINT_SETTINGS
     if path.exists():
         stored = stored_config(path)
-        if cfg.differences(stored, length=False):
+        if cfg.differences(stored, ignore=LENGTH):
             raise ConfigError(f"{run_dir} holds checkpoints trained with other settings "
                               f"({', '.join(cfg.differences(stored))}); use another folder or remove that one")
         if cfg.differences(stored):

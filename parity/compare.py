@@ -12,6 +12,7 @@ step 1 is the loss of the first batch at the initial weights.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from fluxlenet import sweeps
-from fluxlenet.config import ConfigError
+from fluxlenet.config import (SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, rerun_options,
+                              result_settings)
+from fluxlenet.rundir import check_origin, other_origin
 
 from . import published as published_figures
 from . import reproduction
@@ -169,12 +172,12 @@ def describe_figure(check: Check, f) -> str:
 
 
 def more_seeds(command: str | None, runs: list[RunFiles], min_seeds: int) -> str:
-    """What gives enough seeds for a statistical verdict."""
+    """What gives enough seeds for a statistical verdict: the command that made the runs (their options
+    included, so that it is not refused for other settings), with more seeds."""
     seeds = reproduction.seeds_needed([r.seed for r in runs], min_seeds)
-    # the post's sweeps draw by rng "julia", which native mode refuses
-    mode = " --mode native --rng numpy" if runs and runs[0].mode == "native" else ""
-    return f"`{command or 'the same command'}{mode} --seeds {seeds}` gives enough (same other options; finished " \
-           f"runs are skipped)"
+    if command is None:  # no sweep file: `train` runs, or two run folders
+        return f"runs of seeds {seeds} give enough (a sweep with `--seeds {seeds}`: `train` runs one seed a folder)"
+    return f"`{command} --seeds {seeds}` gives enough (finished runs are skipped)"
 
 
 def _figure_frames(check: Check, items) -> None:
@@ -427,6 +430,9 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
     name or .toml path (its runs under runs_dir), a runs, sweep or run folder, or the name of a
     folder under runs_dir (`train` runs)."""
     path = Path(target)
+    if not path.exists():  # a name ("café" composed or decomposed: its folder is in NFC)
+        target = normal_name(str(target))
+        path = Path(target)
     sweep = None
     if not (path.is_dir() and run_depth(path) is not None):
         sweep = _load_sweep_file(target)
@@ -435,6 +441,9 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
             if not path.is_dir():
                 raise ConfigError(f"no runs of sweep {sweep.name!r} in {path}: run `python -m fluxlenet sweep "
                                   f"{target}` first, or give --runs-dir (or the path of a folder of runs)")
+            theirs = other_origin(path, sweep)
+            if theirs is not None:
+                check_origin(path, sweep, f"give that file ({theirs}) or the folder {path} itself")
         elif len(path.parts) == 1 and (Path(runs_dir) / target).is_dir():
             path = Path(runs_dir) / target  # `train` runs: runs/train/<backend>/
         elif not path.is_dir():
@@ -521,6 +530,7 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
         if not other_dir.is_dir() or run_depth(other_dir) != depth:
             raise ConfigError(f"no runs of {name!r} in {other_dir} (--against {against}): looked for "
                               + LOOKED_FOR.format(other_dir))
+        _not_one_folder(sweep_dir, other_dir, against)
         other = _runs_of(other_dir, depth, damaged)
         here, there = str(runs_dir), str(against)
         groups = _group(runs, lambda r: f"{r.backend} ({here})")
@@ -531,14 +541,34 @@ def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | N
         pairs = [(f"{b} ({here})", f"{b} ({there})") for b in backends]
         sides = [s for pair in pairs for s in pair]
         published_sides = [p[0] for p in pairs]
+    check_seed_groups(groups)
     result = _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
     _mark_damaged(result, damaged)
     return result
 
 
+def check_seed_groups(groups: dict[str, dict[str, list[RunFiles]]]) -> None:
+    """ConfigError (one line naming the run, its folders and the settings) when the seeds of a run and
+    backend, which are averaged as seeds, differ in more than the seed: nothing is summarised or judged."""
+    for run, by_side in groups.items():
+        for runs in by_side.values():
+            mixed = mixed_settings([(r.seed, r.config) for r in runs])
+            if not mixed:
+                continue
+            first = result_settings(runs[0].config)
+            other = [r for r in runs if any(result_settings(r.config)[k] != v for k, v in first.items()
+                                            if k not in SEED_GROUP_FREE)]
+            folders = ", ".join(str(r.dir) for r in other[:3]) + (", ..." if len(other) > 3 else "")
+            raise ConfigError(f"run {run} ({runs[0].backend}) in {runs[0].dir.parent.parent} mixes settings over "
+                              f"its seeds ({'; '.join(mixed)}): a run's seeds must differ in the seed alone, so "
+                              f"they are neither averaged nor judged; move the run folders of one setting away "
+                              f"(such as {folders}) or into another runs folder")
+
+
 def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:
     """Compare two run folders (`<run>/<backend>/`) directly."""
     policy = policy or Policy()
+    _not_one_folder(Path(dir_a), Path(dir_b), dir_b)
     ra, rb = load_run(dir_a), load_run(dir_b)
     la, lb = (ra.backend, rb.backend) if ra.backend != rb.backend else (f"{ra.backend} ({dir_a})", f"{rb.backend} ({dir_b})")
     groups = {ra.run: {la: [ra], lb: [rb]}}
@@ -547,16 +577,29 @@ def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None 
                   pair_any_seed=True)
 
 
+def _not_one_folder(here: Path, there: Path, against) -> None:
+    """Both sides of --against in one folder would pass every run, compared with itself: one line."""
+    if here.resolve() == there.resolve():
+        raise ConfigError(f"--against {against}: both sides are one folder ({here}), so every run would be "
+                          f"compared with itself; give the runs folder of another attempt")
+
+
 def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes,
            pair_any_seed=False) -> SweepResult:
     verdicts, pubs, mismatch = [], {}, {}
     protocols = {c.run: c.to_dict() for c in sweep.runs} if sweep else {}
-    command = None
+    base = None
     if sweep:
         builtin = sweep.path.resolve().parent == sweeps.SWEEP_DIR.resolve()
-        command = f"python -m fluxlenet sweep {sweep.name if builtin else sweep.path}"
+        base = f"python -m fluxlenet sweep {sweep.name if builtin else shlex.quote(str(sweep.path))}"
+        runs_dir = Path(sweep_dir).parent
+        runs_dir_option = "" if runs_dir == Path("runs") else f" --runs-dir {shlex.quote(str(runs_dir))}"
     for run, by_side in groups.items():
         verdict = RunVerdict(run)
+        command = None
+        if base:  # the options the runs had beyond the sweep file: a command with more seeds is then not refused
+            ran = next(iter(by_side.values()))[0].config
+            command = base + rerun_options(ran, protocols.get(run, {})) + runs_dir_option
         for side, runs in by_side.items():
             for r in runs:
                 if not r.finished:

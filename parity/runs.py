@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from fluxlenet.config import ConfigError
-from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, check_run_files, damaged, read_config_file,
-                              read_trace_file)
+from fluxlenet.runlog import (CHECKPOINT_SETTINGS, LOG_COLUMNS, DamagedRun, check_run_files, damaged,
+                              read_config_file, read_trace_file, run_settings)
 from fluxlenet.rundir import run_is_busy
 
 # Settings that may differ between two runs that are still "the same run".
@@ -74,14 +74,15 @@ def load_run(folder: str | Path) -> RunFiles:
     when one of them cannot be read, ConfigError when the folder is no run folder at all."""
     folder = Path(folder)
     path = folder / "config.json"
-    if not path.exists():
+    config = run_settings(folder)  # cross-checked with checkpoint.json, which stands in for a lost config.json
+    if config is None:
         present = [name for name in ("log.csv", "status.json") if (folder / name).exists()]
         if present:
-            raise damaged(path, f"is missing (the folder holds {' and '.join(present)}), so the run's settings "
-                                f"are unknown")
+            raise damaged(path, f"is missing (the folder holds {' and '.join(present)}, and no {CHECKPOINT_SETTINGS}), "
+                                f"so the run's settings are unknown")
         raise ConfigError(f"{folder} is not a run folder (no config.json)")
-    doc = read_config_file(path)
-    config = dict(doc["config"])
+    doc = read_config_file(path) if path.exists() else {"config": config}
+    config = dict(config)
     if not (isinstance(config.get("run"), str) and isinstance(config.get("backend"), str)
             and isinstance(config.get("seed", 0), int)):
         raise damaged(path, "does not say the run's name, seed and backend")
@@ -131,7 +132,7 @@ def run_depth(folder: str | Path) -> int | None:
     1, a run of several backends (`train --savepath`); 2, a sweep folder; 3, a runs folder; None: no runs."""
     folder = Path(folder)
     for depth in (0, 1, 3, 2):  # a runs folder holds sweeps (3) and, at 2, the runs of `train`
-        if any(folder.glob("*/" * depth + "config.json")):
+        if any(folder.glob("*/" * depth + "config.json")) or any(folder.glob("*/" * depth + CHECKPOINT_SETTINGS)):
             return depth
     return None
 
@@ -140,7 +141,7 @@ def load_sweep_dir(sweep_dir: str | Path, damaged_runs: list[Damaged] | None = N
     """Every run folder `depth` levels below `sweep_dir` (2: a sweep folder, any backend, any seed).
     A damaged run folder raises DamagedRun, or, when `damaged_runs` is a list, is put there and skipped."""
     pattern = "*/" * depth
-    folders = sorted({p.parent for name in ("config.json", "log.csv", "status.json")
+    folders = sorted({p.parent for name in ("config.json", CHECKPOINT_SETTINGS, "log.csv", "status.json")
                       for p in Path(sweep_dir).glob(pattern + name)})
     runs = []
     for folder in folders:

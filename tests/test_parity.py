@@ -51,10 +51,11 @@ def copy_tree(src: Path, dst: Path) -> Path:
 
 
 def edit_config(run_dir: Path, **changes) -> None:
-    path = run_dir / "config.json"
-    doc = json.loads(path.read_text())
-    doc["config"].update(changes)
-    path.write_text(json.dumps(doc))
+    """Change the run's settings, in config.json and checkpoint.json alike (they must agree)."""
+    for path in (run_dir / "config.json", run_dir / "checkpoint.json"):
+        doc = json.loads(path.read_text())
+        doc["config"].update(changes)
+        path.write_text(json.dumps(doc))
 
 
 def as_flux(torch_dir: Path) -> Path:
@@ -231,7 +232,9 @@ def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and "FAIL" not in out, out
     assert "AdaBelief  inconclusive" in out and "outside the one-seed band from epoch 1 (test_acc" in out
-    assert "`python -m fluxlenet sweep optimizer --mode native --rng numpy --seeds 0,1,2,3,42`" in out
+    # the command that made the runs, with more seeds (another --train-size, say, would be refused)
+    assert (f"`python -m fluxlenet sweep optimizer --dataset fashion-mnist --train-size 300 --test-size 100 --mode "
+            f"native --rng numpy --epochs 1 --data-dir {DATA} --runs-dir {root} --seeds 0,1,2,3,42` gives enough") in out
     edit_log(base / "flux", 1, test_acc=lambda v: v - 40.0)
 
     # three seeds a side: mean +- sd
@@ -375,7 +378,7 @@ def test_published_figures_apply_only_to_the_posts_protocol(cli, runs, tmp_path)
     code, out, err = cli("parity", "optimizer", "--runs-dir", root)
     assert code == 0 and "FAIL" not in out and "NOT REPRODUCED" not in out
     assert "ADAMW      42     torch vs published" in out and "inconclusive: 1 seed(s), at least 3 needed" in out
-    assert "`python -m fluxlenet sweep optimizer --seeds 0,1,2,3,42`" in out
+    assert f"`python -m fluxlenet sweep optimizer --data-dir {DATA} --runs-dir {root} --seeds 0,1,2,3,42`" in out
     assert "reproduced when the published figure lies in mean +- t(0.995, n-1) x sd x sqrt(1+1/n)" in out
 
 

@@ -8,6 +8,7 @@ shared storage.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -96,6 +97,10 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
     assert "A seed 0 [torch]: already done" in out.stdout
     assert "Resuming from the checkpoint of epoch 1" in (b / "console.log").read_text()
     assert figures(b) == figures(local / "two" / "B-seed0" / "torch")
+    # one thread a run by default on both executors (a run's float32 figures depend on its threads)
+    for folder in (a, b, local / "two" / "A-seed0" / "torch", local / "two" / "B-seed0" / "torch"):
+        config = json.loads((folder / "config.json").read_text())
+        assert config["config"]["threads"] == 1 and config["threads"] == {"torch": 1}, folder
 
 
 def test_run_folders_that_a_node_cannot_see_stop_the_sweep_before_training(tmp_path):

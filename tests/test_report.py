@@ -38,11 +38,13 @@ def runs(tmp_path_factory):
 
 
 def edit_config(run_dir: Path, meta: dict | None = None, **changes) -> None:
-    path = run_dir / "config.json"
-    doc = json.loads(path.read_text())
-    doc["config"].update(changes)
-    doc.update(meta or {})
-    path.write_text(json.dumps(doc))
+    """Change the run's settings, in config.json and checkpoint.json alike (they must agree), and its meta."""
+    for path in (run_dir / "config.json", run_dir / "checkpoint.json"):
+        doc = json.loads(path.read_text())
+        doc["config"].update(changes)
+        if path.name == "config.json":
+            doc.update(meta or {})
+        path.write_text(json.dumps(doc))
 
 
 def write_log(run_dir: Path, rows: list[dict]) -> None:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import faults, optim_spec
-from ..config import ConfigError, RunConfig
+from ..config import LENGTH, ConfigError, RunConfig
 from ..fsutil import atomic_path
 from ..init import epoch_orders, initial_weights
 from ..runlog import damaged, round4
@@ -210,7 +210,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
             raise damaged(checkpoint, f"cannot be resumed from ({type(e).__name__}: {reason})",
                           f"delete it to start the run afresh (or move the run folder {log.dir} away)") from e
         trained = state.get("config")
-        if isinstance(trained, dict) and cfg.differences(trained, length=False):
+        if isinstance(trained, dict) and cfg.differences(trained, ignore=LENGTH):
             raise ConfigError(f"{checkpoint} was trained with other settings ({', '.join(cfg.differences(trained))}); "
                               f"use another folder or remove that one")
         if isinstance(trained, dict) and cfg.differences(trained):  # another length: see RunConfig.length_problem
