@@ -21,20 +21,16 @@ from importlib import resources
 
 import pandas as pd
 
+from fluxlenet.config import PROTOCOL_KEYS, USER_NAMES
+
 # published-results.csv names datasets as the write-ups do
 DATASET_NAMES = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist", "CIFAR-10": "cifar10"}
-
-# Settings that define a protocol: a run that differs in one of them is another experiment.
-PROTOCOL_KEYS = ("dataset", "model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epochs", "steps",
-                 "train_size", "test_size", "valid_size", "warmup_epochs", "milestones", "gamma")
 
 # What a source fixes whatever a sweep file says: the post trained on the whole of MNIST.
 SOURCE_PROTOCOL = {
     "lenet-99-post": {"dataset": "mnist", "model": "lenet5", "eta": 3e-4, "epochs": 10, "steps": None,
                       "train_size": None, "test_size": None, "valid_size": 0},
 }
-
-USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fluxlenet.config import ConfigError
+from fluxlenet.config import NOT_SEMANTIC, ConfigError
 from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, check_run_files, damaged, read_config_file,
                               read_trace_file)
 from fluxlenet.rundir import run_is_busy
-
-# Settings that may differ between two runs that are still "the same run".
-NOT_SEMANTIC = ("sweep", "run", "backend", "precision", "device", "threads", "data_dir", "trace_steps")
 
 
 @dataclass
