@@ -481,18 +481,22 @@ def cmd_data(args, echo) -> int:
 # -- parity and report ------------------------------------------------------------------
 
 def tolerance_policy(args):
-    from parity import Policy
+    from parity import Policy, PolicyError
     policy = Policy()
-    if args.policy:
-        policy = policy.with_file(args.policy)
-    if args.tolerance:
-        policy = policy.with_overrides(args.tolerance)
+    try:
+        if args.policy:
+            policy = policy.with_file(args.policy)
+        if args.tolerance:
+            policy = policy.with_overrides(args.tolerance)
+    except PolicyError as e:
+        raise ConfigError(str(e)) from None
     return policy
 
 
 def cmd_parity(args, echo) -> int:
-    from parity import compare_folders, compare_sweep
     from parity.table import result_lines, step_lines
+
+    from .runs import compare_folders, compare_sweep
     policy = tolerance_policy(args)
     if (Path(args.sweep) / "config.json").exists() and args.against:
         result = compare_folders(args.sweep, args.against, policy)

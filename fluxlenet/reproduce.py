@@ -31,18 +31,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from parity import compare_sweep
 from parity import published as published_figures
 from parity import reproduction
 from parity.compare import BACKEND_NAMES, Check, SweepResult, fmt
 from parity.policy import Policy
 from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, ClaimVerdict,
                                  FigureVerdict, Sample)
-from parity.runs import RunFiles
 
 from . import plots, render, summaries
 from .config import ConfigError
 from .fsutil import atomic_write_text
+from .runs import RunFiles, compare_sweep
 from .targets import Claim, Target
 
 SIDES = ("flux", "torch")

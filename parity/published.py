@@ -21,8 +21,6 @@ from importlib import resources
 
 import pandas as pd
 
-from fluxlenet.config import PROTOCOL_KEYS, USER_NAMES
-
 # published-results.csv names datasets as the write-ups do
 DATASET_NAMES = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist", "CIFAR-10": "cifar10"}
 
@@ -144,18 +142,18 @@ def _show(key: str, value) -> str:
     return str(value)
 
 
-def mismatches(pub: Published, cfg: dict, protocol: dict | None) -> list[str]:
+def mismatches(pub: Published, cfg: dict, protocol: dict | None, names: dict[str, str]) -> list[str]:
     """Why the published figures do not apply to a run with settings `cfg` (empty: they apply).
 
-    `protocol` is the run as the sweep file defines it (the published protocol), or None.
+    `protocol` is the run as the sweep file defines it (the published protocol), or None; `names`: the
+    settings that define a protocol, each with the name users write (fluxlenet.config.PROTOCOL_KEYS).
     """
     wanted = dict(protocol or {})
     wanted.update(SOURCE_PROTOCOL.get(pub.source, {}))
     if pub.dataset:
         wanted["dataset"] = pub.dataset
     reasons = []
-    for key in PROTOCOL_KEYS:
+    for key, name in names.items():
         if key in wanted and not _same(cfg.get(key), wanted[key]):
-            name = USER_NAMES.get(key, key)
             reasons.append(f"{name} {_show(key, cfg.get(key))} (published: {_show(key, wanted[key])})")
     return reasons

@@ -256,7 +256,7 @@ def judge_figure(sample: Sample, value: float, level: float, min_seeds: int) -> 
 
 
 def figure_values(runs, metric: str, epoch: int | None) -> tuple[int | None, dict[int, float]]:
-    """(the epoch, {seed: value}) of a figure in a side's runs (parity.runs.RunFiles, one per seed).
+    """(the epoch, {seed: value}) of a figure in a side's runs (fluxlenet.runs.RunFiles, one per seed).
 
     epoch None: the last epoch any seed reached, from the seeds that reached it."""
     logs = [r for r in runs if len(r.log) and metric in r.log]
