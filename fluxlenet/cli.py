@@ -113,8 +113,6 @@ def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
                    help="auto (default): Flux and PyTorch when Julia is set up, else PyTorch alone with a notice")
     add_setting_options(p, "run", defaults=False)
     if sweep:
-        p.add_argument("--epochs", type=positive_int, default=None,
-                       help="train N whole epochs (replaces the sweep's epochs and any step budget it sets)")
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
         p.add_argument("--runs-dir", type=folder, default="runs", help="where run folders go (default: runs)")
     p.add_argument("--jobs", type=positive_int, default=None,
@@ -155,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="one run with the post's Args as flags",
                        description="One run of the post's loop, with the post's Args (conv_mnist.jl) as flags.")
     add_setting_options(p, "train", defaults=True)
-    p.add_argument("--epochs", type=int, default=None, help=f"default {RunConfig().epochs}")
     p.add_argument("--savepath", type=folder, default="runs/train", help="run folder (default runs/train)")
     add_run_options(p, sweep=False)
 
@@ -250,7 +247,7 @@ def add_reproduce_parser(sub) -> None:
 
 def overrides(args) -> dict:
     """Command-line settings that replace the sweep file's values (those given)."""
-    names = [f.name for f in RunConfig.settings(cli="run")] + ["epochs"]
+    names = [f.name for f in RunConfig.settings(cli="run")]
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -591,18 +588,22 @@ def cmd_data(args, echo) -> int:
 # -- parity and report ------------------------------------------------------------------
 
 def tolerance_policy(args):
-    from parity import Policy
+    from parity import Policy, PolicyError
     policy = Policy()
-    if args.policy:
-        policy = policy.with_file(args.policy)
-    if args.tolerance:
-        policy = policy.with_overrides(args.tolerance)
+    try:
+        if args.policy:
+            policy = policy.with_file(args.policy)
+        if args.tolerance:
+            policy = policy.with_overrides(args.tolerance)
+    except PolicyError as e:
+        raise ConfigError(str(e)) from None
     return policy
 
 
 def cmd_parity(args, echo) -> int:
-    from parity import compare_folders, compare_sweep
     from parity.table import result_lines, step_lines
+
+    from .runs import compare_folders, compare_sweep
     policy = tolerance_policy(args)
     if (Path(args.sweep) / "config.json").exists() and args.against:
         result = compare_folders(args.sweep, args.against, policy)

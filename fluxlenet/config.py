@@ -51,7 +51,8 @@ def name_problem(name) -> str | None:
 
 def setting(default=None, *, factory=None, what: str | None = None, low=None, above=None, below=None, high=None,
             note: str = "", choices=None, cli: str | None = None, help: str = "", julia: bool = False,
-            result: bool = True):
+            result: bool = True, protocol: bool | None = None, user_name: str | None = None, aliases=(),
+            compared: bool | None = None, shown: bool | None = None):
     """A RunConfig field with what the rest of the package needs to know of it: one row of the settings table.
     Its type is the field's annotation (`int | None`: the value may be left out).
 
@@ -63,9 +64,17 @@ def setting(default=None, *, factory=None, what: str | None = None, low=None, ab
     cli:         "run": an option of sweep, train and reproduce; "train": one of train's (the post's Args)
     julia:       handed to the Flux backend as it is (fluxlenet.backends.flux_layout.job_spec)
     result:      whether it changes a run's results (a rerun with another value is another run)
+    protocol:    whether it is part of a write-up's protocol: published figures apply only to a run with the
+                 write-up's value (PROTOCOL_KEYS); every setting with `result` must say (tests/test_config.py)
+    user_name:   the name users write (sweep files, flags, messages, tables), where it is not the field's
+    aliases:     other names users may write for it (ALIASES)
+    compared:    whether two runs compared with each other must agree on it (default: `result`; NOT_SEMANTIC)
+    shown:       whether tables show it when a sweep varies it (default: `protocol`; SWEEP_KEYS)
     """
     meta = {"what": what, "low": low, "above": above, "below": below, "high": high, "note": note,
-            "choices": choices, "cli": cli, "help": help, "julia": julia, "result": result}
+            "choices": choices, "cli": cli, "help": help, "julia": julia, "result": result, "protocol": protocol,
+            "user_name": user_name, "aliases": tuple(aliases), "compared": result if compared is None else compared,
+            "shown": bool(protocol) if shown is None else shown}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -74,51 +83,60 @@ def setting(default=None, *, factory=None, what: str | None = None, low=None, ab
 @dataclass
 class RunConfig:
     # where the run belongs (a name is one folder: see name_problem)
-    sweep: str = setting("train")
-    run: str = setting("default")
-    backend: str = setting("torch", choices=lambda: BACKENDS)
+    sweep: str = setting("train", protocol=False, compared=False)
+    run: str = setting("default", protocol=False, compared=False)
+    backend: str = setting("torch", choices=lambda: BACKENDS, protocol=False, compared=False)
     # what is trained: the post's Args (conv_mnist.jl) and the rest of the protocol
-    model: str = setting("lenet5", choices=lambda: models.MODELS, cli="train", help="see `list`")
-    optimizer: str = setting("Adam", choices=lambda: optim_spec.OPTIMISERS, cli="train", help="see `list`")
-    eta: float = setting(3e-4, what="learning rate eta", above=0, cli="train", help="learning rate")
-    lambda_: float = setting(0.0, what="lambda", low=0, cli="train",
+    model: str = setting("lenet5", choices=lambda: models.MODELS, cli="train", help="see `list`", protocol=True)
+    optimizer: str = setting("Adam", choices=lambda: optim_spec.OPTIMISERS, cli="train", help="see `list`",
+                             protocol=True)
+    eta: float = setting(3e-4, what="learning rate eta", above=0, cli="train", help="learning rate",
+                         protocol=True, aliases=("η",))
+    lambda_: float = setting(0.0, what="lambda", low=0, cli="train", protocol=True, user_name="lambda", aliases=("λ",),
                              help="L2 regularisation: Optimiser(WeightDecay(lambda), opt) when > 0")
-    rho: float = setting(0.9, what="momentum", low=0, below=1, help="momentum of Momentum / Nesterov")
-    batchsize: int = setting(128, low=1, high=1_000_000, cli="train", julia=True)
-    epochs: int = setting(10, low=1, high=100_000, julia=True)
+    rho: float = setting(0.9, what="momentum", low=0, below=1, help="momentum of Momentum / Nesterov",
+                       protocol=True, user_name="momentum")
+    batchsize: int = setting(128, low=1, high=1_000_000, cli="train", julia=True, protocol=True)
+    epochs: int = setting(10, low=1, high=100_000, julia=True, protocol=True, cli="run",
+                          help="train N whole epochs (replaces a sweep's epochs and any step budget it sets)")
     steps: int | None = setting(None, low=1, high=1_000_000_000, cli="run", julia=True,
-                                help="stop after N optimiser steps instead of whole epochs")
-    seed: int = setting(0, low=0, high=2**32 - 1, cli="train", julia=True)
-    infotime: int = setting(1, low=1, high=100_000, cli="train", julia=True, help="report every INFOTIME epochs")
+                                help="stop after N optimiser steps instead of whole epochs", protocol=True)
+    seed: int = setting(0, low=0, high=2**32 - 1, cli="train", julia=True, protocol=False)
+    infotime: int = setting(1, low=1, high=100_000, cli="train", julia=True, help="report every INFOTIME epochs",
+                            protocol=False)
     checktime: int = setting(5, low=0, note=" (0: no checkpoints)", high=100_000, cli="train", julia=True,
-                             help="checkpoint every CHECKTIME epochs, 0 for none")
-    warmup_epochs: float = setting(0.0, low=0, high=100_000, julia=True)
-    milestones: list[int] = setting(factory=list, low=1, high=100_000, julia=True)
-    gamma: float = setting(0.1, above=0, julia=True)
+                             help="checkpoint every CHECKTIME epochs, 0 for none", protocol=False)
+    warmup_epochs: float = setting(0.0, low=0, high=100_000, julia=True, protocol=True)
+    milestones: list[int] = setting(factory=list, low=1, high=100_000, julia=True, protocol=True)
+    gamma: float = setting(0.1, above=0, julia=True, protocol=True)
     # data
     dataset: str = setting("mnist", choices=lambda: DATASETS, cli="run",
                            help="mnist-t10k-split trains on the first 8,000 MNIST test images and tests on the "
-                                "last 2,000")
+                                "last 2,000", protocol=True)
     data_dir: str | None = setting(None, result=False, cli="run",
                                    help="folder with the dataset files (default: $FLUXLENET_DATA, else a user cache "
                                         "folder; missing files are downloaded)")
-    train_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N training samples")
-    test_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N test samples")
+    train_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N training samples",
+                                    protocol=True)
+    test_size: int | None = setting(None, low=1, high=1_000_000_000, cli="run", help="use the first N test samples",
+                                   protocol=True)
     # held out of the training set, balanced per class, fixed by the seed
-    valid_size: int = setting(0, low=0, high=1_000_000_000)
+    valid_size: int = setting(0, low=0, high=1_000_000_000, protocol=True)
     # how it runs
     mode: str = setting("lockstep", choices=lambda: MODES, cli="run", julia=True,
                         help="lockstep: both frameworks start from the same weights and see the same batches; "
-                             "native: each uses its own RNG")
+                             "native: each uses its own RNG", protocol=False, shown=True)
     # Which generator draws the lockstep inputs: NumPy's (fluxlenet.init's own streams), or Julia's
     # MersenneTwister as the 2021 post drew them (Random.seed!(seed), Flux 0.12's glorot_uniform order, then
     # the in-place shuffles of its DataLoader): the post's runs are seed 42 of the "julia" scheme.
     rng: str = setting("numpy", choices=lambda: RNGS, cli="run",
                        help="the generator of the lockstep weights and batch order: numpy, or julia (Julia 1.10's "
                             "MersenneTwister as the post drew them: with seed 42 the post's own runs; the post's "
-                            "sweeps baseline, batchsize, l2 and optimizer set julia and seed 42)")
+                            "sweeps baseline, batchsize, l2 and optimizer set julia and seed 42)",
+                       protocol=False, shown=True)
     precision: str = setting("float32", choices=lambda: PRECISIONS, cli="run", julia=True,
-                             help="float64: lockstep runs of the two frameworks agree to about 1e-16")
+                             help="float64: lockstep runs of the two frameworks agree to about 1e-16",
+                             protocol=False, shown=True, compared=False)
     device: str = setting("cpu", choices=lambda: DEVICES, cli="run", result=False,
                           help="cuda: PyTorch on the GPU (Flux runs on the CPU)")
     threads: int | None = setting(None, low=1, high=4096, cli="run", result=False,
@@ -133,10 +151,7 @@ class RunConfig:
     flush_subnormals: bool = setting(False, cli="run", julia=True,
                                      help="flush subnormal floats to zero in both frameworks: faster (the post's "
                                           "protocol 1.6x, its L2 = 1e-2 run 2.4x), slightly different float32 "
-                                          "results (off by default, as in Julia and torch)")
-
-    # names as users write them (TOML / CLI) -> field names
-    ALIASES = {"lambda": "lambda_", "λ": "lambda_", "η": "eta", "momentum": "rho"}
+                                          "results (off by default, as in Julia and torch)", protocol=False)
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -154,9 +169,9 @@ class RunConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in values.items():
-            name = cls.ALIASES.get(key, key)
+            name = ALIASES.get(key, key)
             if name not in fields:
-                known = sorted(set(fields) - {"lambda_"} | {"lambda"})
+                known = sorted(USER_NAMES.get(f, f) for f in fields)
                 raise ConfigError(f"{where}unknown setting {key!r}; known settings: {', '.join(known)}", key)
             try:
                 kwargs[name] = _coerce(fields[name], value, where)
@@ -312,7 +327,13 @@ def mixed_settings(configs: list[tuple[int, dict]]) -> list[str]:
     return out
 
 
-USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}  # field -> the name users write, where they differ
+# What the settings table says of its settings, as the rest of the package reads it (field names, in table order).
+_SETTINGS = dataclasses.fields(RunConfig)
+USER_NAMES = {f.name: f.metadata["user_name"] for f in _SETTINGS if f.metadata["user_name"]}  # where they differ
+ALIASES = {name: f.name for f in _SETTINGS for name in (f.metadata["user_name"], *f.metadata["aliases"]) if name}
+PROTOCOL_KEYS = tuple(f.name for f in _SETTINGS if f.metadata["protocol"])  # a run differing in one: another experiment
+SWEEP_KEYS = tuple(f.name for f in _SETTINGS if f.metadata["shown"])  # what a sweep's tables name when it varies them
+NOT_SEMANTIC = tuple(f.name for f in _SETTINGS if not f.metadata["compared"])  # may differ between "the same run"
 # the options of `sweep` and `reproduce` that a run can have been given beyond its sweep file
 RERUN_OPTIONS = ("dataset", "train_size", "test_size", "mode", "rng", "precision", "flush_subnormals", "steps", "epochs",
                  "data_dir")

@@ -2,9 +2,14 @@
 
 `import juliacall` resolves the Julia environment the first time: it may download Julia and the
 Julia packages (minutes), so nothing on a path that does not run Flux may import it. This module
-answers from juliapkg's own records instead:
+asks juliapkg's public API instead (`juliapkg.resolve(dry_run=True)`, then `juliapkg.executable()`
+and `juliapkg.project()`, which no longer resolve once that said yes). Where juliapkg has no public
+answer that leaves things as they are, it reads juliapkg's state: the paths of the project and of
+its Julia installs before any resolve (`STATE`), a Julia that fits without installing one
+(`find_julia(install=False)`), and juliapkg's compat parser.
 
-- `julia_status()`  -> (ready, reason): fast (well under a second) and side-effect free;
+- `julia_status()`  -> (ready, reason): fast (well under a second; it waits, as `import juliacall`
+                     does, while another process holds juliapkg's resolve lock), no downloads;
 - `setup_julia()`   the one-time set-up (`python -m fluxlenet setup-julia`): downloads and
                      precompiles in a child process, with a network check first and a time limit;
 - `doctor_lines()`  versions of everything involved, for `python -m fluxlenet doctor`.
@@ -108,25 +113,31 @@ def pythoncall_wanted() -> str | None:
         return None
 
 
-def manifest_version(project: str | os.PathLike, package: str) -> str | None:
-    """The version of `package` in a Julia project's manifest (any manifest format), or None."""
+def read_manifest(project: str | os.PathLike) -> dict:
+    """The manifest Julia reads for `project` (a version-specific Manifest-v1.10.toml first, then
+    JuliaManifest.toml, Manifest.toml), parsed; {} when there is none."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib
     folder = Path(project)
-    # Julia reads a version-specific manifest first (Manifest-v1.10.toml), then JuliaManifest.toml, Manifest.toml
     candidates = sorted(folder.glob("*Manifest-v*.toml"), reverse=True) + \
         [folder / "JuliaManifest.toml", folder / "Manifest.toml"]
     for path in candidates:
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+            return tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        entries = doc.get("deps", doc)  # format 2.0 keeps packages under [deps], format 1.0 at the top
-        entry = entries.get(package) if isinstance(entries, dict) else None
-        if isinstance(entry, list) and entry and isinstance(entry[0], dict):
-            return entry[0].get("version")
+    return {}
+
+
+def manifest_version(project: str | os.PathLike, package: str) -> str | None:
+    """The version of `package` in a Julia project's manifest (any manifest format), or None."""
+    doc = read_manifest(project)
+    entries = doc.get("deps", doc)  # format 2.0 keeps packages under [deps], format 1.0 at the top
+    entry = entries.get(package) if isinstance(entries, dict) else None
+    if isinstance(entry, list) and entry and isinstance(entry[0], dict):
+        return entry[0].get("version")
     return None
 
 
@@ -152,16 +163,17 @@ def pythoncall_mismatch(project: str | os.PathLike) -> str | None:
 def julia_status() -> tuple[bool, str]:
     """(ready, reason): can a Flux run start now without downloading anything?
 
-    Reads juliapkg's record of the last resolve (its meta.json) and checks it the way `import
-    juliacall` will (same Julia, same dependency files); no network, no writes. The reason names
-    Julia and the set-up command when not ready.
+    Asks juliapkg whether the environment is resolved for the dependency files found now
+    (`juliapkg.resolve(dry_run=True)`: what `import juliacall` checks first; no network) and whether
+    its manifest holds the Flux backend's packages. The reason names Julia and the set-up command
+    when not ready.
     """
     source = julia_source_dir()
     if source is None:
         return False, ("the Julia sources of the Flux backend (FluxLeNet.jl) are missing from this installation; "
                        f"reinstall fluxlenet, then run `{SETUP_COMMAND}`")
     try:
-        from juliapkg import deps
+        import juliapkg
         from juliapkg.state import STATE
     except Exception as e:  # juliacall (and with it juliapkg) is a dependency, but may be broken
         return False, (f"Julia support is not installed ({type(e).__name__}: {e}); "
@@ -181,17 +193,20 @@ def julia_status() -> tuple[bool, str]:
     quiet = contextlib.redirect_stdout(io.StringIO())  # juliapkg logs with print()
     try:
         with quiet:
-            meta = deps.can_skip_resolve()
+            resolved = juliapkg.resolve(dry_run=True)
     except Exception:
-        meta = None
-    if meta and _declares_us(meta):
-        mismatch = pythoncall_mismatch(STATE.get("project") or "")
+        resolved = False
+    project = juliapkg.project() if resolved else STATE.get("project") or ""  # resolved: no resolve again
+    if resolved and _has_our_packages(project):
+        mismatch = pythoncall_mismatch(project)
         if mismatch:
             return False, f"{mismatch}; or run `{SETUP_COMMAND}` to re-resolve the environment"
-        return True, f"Julia {meta.get('version')} with {PACKAGES_TEXT} is set up ({meta.get('executable')})"
+        version = read_manifest(project).get("julia_version")  # Pkg records the Julia it resolved with
+        julia = f"Julia {version}" if version else "Julia"
+        return True, f"{julia} with {PACKAGES_TEXT} is set up ({juliapkg.executable()})"
 
     julia = _find_julia(compat, STATE)
-    recorded = deps.load_meta() if hasattr(deps, "load_meta") else None
+    recorded = bool(manifest_version(project, "Flux"))
     if julia is None:
         other = _find_julia("", STATE)
         found = f" (Julia {other[1]} at {other[0]} does not fit)" if other else ""
@@ -201,17 +216,14 @@ def julia_status() -> tuple[bool, str]:
     exe, version = julia
     if recorded:
         return False, (f"Julia {version} is at {exe}, but the Julia environment of the Flux backend "
-                       f"({STATE.get('project')}) is out of date: run `{SETUP_COMMAND}` (a few minutes)")
+                       f"({project}) is out of date: run `{SETUP_COMMAND}` (a few minutes)")
     return False, (f"Julia {version} is at {exe}, but the Julia packages of the Flux backend ({PACKAGES_TEXT}) "
                    f"are not set up: run `{SETUP_COMMAND}` once (several minutes)")
 
 
-def _declares_us(meta: dict) -> bool:
-    """Whether the recorded resolve included our juliapkg.json (so Flux and friends are there)."""
-    ours = os.path.normcase(os.path.normpath(os.path.abspath(JULIAPKG_JSON)))
-    files = {os.path.normcase(os.path.normpath(f)) for f in meta.get("deps_files", {})}
-    names = {p.get("name") for p in meta.get("pkgs", [])}
-    return ours in files or {"Flux", "Optimisers", "BSON", "ProgressMeter"} <= names
+def _has_our_packages(project: str) -> bool:
+    """Whether the resolved project holds the Flux backend's packages (our juliapkg.json was part of it)."""
+    return all(manifest_version(project, name) for name in ("Flux", "Optimisers", "BSON", "ProgressMeter"))
 
 
 def _find_julia(compat: str, STATE) -> tuple[str, str] | None:

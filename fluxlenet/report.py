@@ -20,7 +20,6 @@ import math
 import time
 from pathlib import Path
 
-from parity import compare_sweep
 from parity.compare import SweepResult
 from parity.policy import Policy
 
@@ -28,6 +27,7 @@ from .config import ConfigError
 from .fsutil import atomic_write_text, check_writable
 from .plots import make_plots
 from .render import to_html, to_markdown
+from .runs import compare_sweep
 from .summaries import STATUS_WORDS, check_rows, environment_rows, published_notes, side_name, summary_rows, what_ran
 
 

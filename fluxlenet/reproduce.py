@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from parity import compare_sweep
 from parity import published as published_figures
 from parity import reproduction
 from parity.compare import BACKEND_NAMES, Check, SweepResult, fmt
@@ -48,11 +47,11 @@ from parity import replay as replays
 from parity.replay import NOT_REPLAYED, REPLAYED, Band, ReplayFigure, Standing
 from parity.reproduction import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, ClaimVerdict,
                                  FigureVerdict, Sample)
-from parity.runs import Damaged, RunFiles, load_sweep_dir
 
 from . import plots, render, summaries
 from .config import ConfigError, rerun_options
 from .fsutil import atomic_write_text
+from .runs import Damaged, RunFiles, compare_sweep, load_sweep_dir
 from .targets import Claim, Target
 
 SIDES = ("flux", "torch")

@@ -14,11 +14,7 @@ import numpy as np
 from parity.compare import BACKEND_NAMES, PUBLISHED_WORDS, STATUS_WORDS, SweepResult, fmt
 
 from . import optim_spec
-from .config import USER_NAMES
-
-
-SWEEP_KEYS = ("model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epochs", "steps", "warmup_epochs",
-              "milestones", "gamma", "dataset", "train_size", "test_size", "valid_size", "mode", "precision")
+from .config import SWEEP_KEYS, USER_NAMES
 
 
 def side_name(side: str) -> str:

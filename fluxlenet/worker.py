@@ -196,7 +196,7 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         except Exception:
             pass
         if lock is not None:
-            lock.close()
+            lock.release()
 
 
 def worker_main(backend: str, config: dict, run_dir: str, parent_pid: int | None = None) -> None:

@@ -12,22 +12,18 @@ step 1 is the loss of the first batch at the initial weights.
 from __future__ import annotations
 
 import math
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fluxlenet import sweeps
-from fluxlenet.config import (SEED_GROUP_FREE, ConfigError, mixed_settings, normal_name, rerun_options,
-                              result_settings)
-from fluxlenet.rundir import check_origin, other_origin
-
 from . import published as published_figures
 from . import reproduction
 from .policy import Policy
-from .runs import Damaged, RunFiles, load_run, load_sweep_dir, run_depth
+
+# parity imports nothing of fluxlenet: it judges the runs it is handed (fluxlenet.runs.RunFiles, read and
+# grouped by fluxlenet.runs.compare_sweep) and the sweep they belong to (fluxlenet.sweeps.Sweep).
 
 METRICS = ("test_acc", "test_loss", "train_acc", "train_loss", "valid_acc", "valid_loss")
 BACKENDS = ("flux", "torch")
@@ -124,7 +120,7 @@ class RunVerdict:
 class SweepResult:
     name: str
     sweep_dir: Path
-    sweep: sweeps.Sweep | None
+    sweep: Sweep | None                     # fluxlenet.sweeps.Sweep: the sweep file, when known
     policy: Policy
     sides: list[str]                        # the side labels, in column order
     groups: dict[str, dict[str, list[RunFiles]]]   # run -> side -> its runs, one per seed
@@ -412,194 +408,18 @@ def compare_published(run: str, runs: list[RunFiles], label: str, pub: published
 
 # -- a sweep ---------------------------------------------------------------------------------
 
-def _load_sweep_file(target: str) -> sweeps.Sweep | None:
-    try:
-        return sweeps.load(target)
-    except ConfigError:
-        if str(target).endswith(".toml"):
-            raise
-        return None
-
-
-LOOKED_FOR = ("{0}/config.json (a run), {0}/<backend>/config.json (a `train --savepath` run), "
-              "{0}/<run>/<backend>/config.json (a sweep) or {0}/<sweep>/<run>/<backend>/config.json (a runs folder)")
-
-
-def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep | None, int]:
-    """(name, folder, sweep file, depth of its run folders below it: see runs.run_depth) for a sweep
-    name or .toml path (its runs under runs_dir), a runs, sweep or run folder, or the name of a
-    folder under runs_dir (`train` runs)."""
-    path = Path(target)
-    if not path.exists():  # a name ("café" composed or decomposed: its folder is in NFC)
-        target = normal_name(str(target))
-        path = Path(target)
-    sweep = None
-    if not (path.is_dir() and run_depth(path) is not None):
-        sweep = _load_sweep_file(target)
-        if sweep is not None:
-            path = Path(runs_dir) / sweep.name
-            if not path.is_dir():
-                raise ConfigError(f"no runs of sweep {sweep.name!r} in {path}: run `python -m fluxlenet sweep "
-                                  f"{target}` first, or give --runs-dir (or the path of a folder of runs)")
-            theirs = other_origin(path, sweep)
-            if theirs is not None:
-                check_origin(path, sweep, f"give that file ({theirs}) or the folder {path} itself")
-        elif len(path.parts) == 1 and (Path(runs_dir) / target).is_dir():
-            path = Path(runs_dir) / target  # `train` runs: runs/train/<backend>/
-        elif not path.is_dir():
-            raise ConfigError(f"{target!r} is not a sweep name (built-in: {', '.join(sweeps.builtin_names())}), "
-                              f"a .toml sweep file, a folder, nor a folder in {runs_dir}; give one of those "
-                              f"(the runs of a sweep are read under --runs-dir)")
-    depth = run_depth(path)
-    if depth is None:
-        raise ConfigError(f"no runs in {path}: looked for " + LOOKED_FOR.format(path))
-    if depth == 3:  # a runs folder: one sweep (or train run) in it is that one
-        inside = sorted(p.name for p in path.iterdir() if p.is_dir() and run_depth(p) in (1, 2))
-        if len(inside) != 1:
-            raise ConfigError(f"{path} is a runs folder holding {', '.join(inside)}: give one of them, "
-                              f"e.g. `{inside[0]} --runs-dir {path}`")
-        path = path / inside[0]
-        depth = run_depth(path)
-    if depth == 2 and sweep is None:
-        sweep = _load_sweep_file(path.name)
-        if sweep is None and (path / f"{path.name}.toml").is_file():  # a sweep declared with --grid
-            sweep = _load_sweep_file(str(path / f"{path.name}.toml"))
-    name = path.name if depth else f"{path.parent.name}/{path.name}"
-    return name, path, sweep, depth
-
-
-def _runs_of(folder: Path, depth: int, damaged: list[Damaged]) -> list[RunFiles]:
-    runs = load_sweep_dir(folder, damaged, depth)
-    if not runs:
-        if len(damaged) == 1:
-            raise ConfigError(damaged[0].message)
-        if damaged:
-            raise ConfigError(f"all {len(damaged)} runs in {folder} are damaged; the first: {damaged[0].message}")
-        raise ConfigError(f"no runs yet in {folder}: looked for " + LOOKED_FOR.format(folder))
-    return runs
-
-
-def _mark_damaged(result: "SweepResult", damaged: list[Damaged]) -> None:
-    """A damaged run folder is left out of the comparison, said in a note and in its run's verdict."""
-    for d in damaged:
-        result.notes.append(f"left out, damaged: {d.message}")
-        verdict = next((v for v in result.verdicts if v.run == d.run), None)
-        if verdict is None:
-            verdict = RunVerdict(d.run)
-            result.verdicts.append(verdict)
-            result.groups.setdefault(d.run, {})
-        verdict.incomplete.append(f"{d.backend} seed {d.seed}: damaged run folder, left out (see the note)")
-
-
-def _group(runs: list[RunFiles], label_of) -> dict[str, dict[str, list[RunFiles]]]:
-    groups: dict[str, dict[str, list[RunFiles]]] = {}
-    for r in runs:
-        groups.setdefault(r.run, {}).setdefault(label_of(r), []).append(r)
-    for sides in groups.values():
-        for runs_ in sides.values():
-            runs_.sort(key=lambda r: r.seed)
-    return groups
-
-
-def _order(groups: dict, sweep: sweeps.Sweep | None) -> dict:
-    names = [c.run for c in sweep.runs] if sweep else []
-    ordered = [n for n in names if n in groups] + sorted(n for n in groups if n not in names)
-    return {n: groups[n] for n in ordered}
-
-
-def compare_sweep(target: str, runs_dir: str | Path = "runs", policy: Policy | None = None,
-                  against: str | Path | None = None) -> SweepResult:
-    """Compare Flux with PyTorch (or each backend with its twin under `against`) and with the published figures."""
-    policy = policy or Policy()
-    name, sweep_dir, sweep, depth = locate(target, runs_dir)
-    damaged: list[Damaged] = []
-    runs = _runs_of(sweep_dir, depth, damaged)
-    notes = []
-    if against is None:
-        groups = _order(_group(runs, lambda r: r.backend), sweep)
-        present = {r.backend for r in runs}
-        sides = list(BACKENDS) + sorted(present - set(BACKENDS))   # a backend not run is a column "not run"
-        pairs = [("flux", "torch")]
-        for backend in BACKENDS:
-            if backend not in present:
-                notes.append(f"{BACKEND_NAMES[backend]}: not run (no {backend} run folders in {sweep_dir})"
-                             + ("; Julia not available here" if backend == "flux" and not julia_found() else ""))
-        published_sides = [b for b in sides if b in present]
-    else:
-        other_dir = Path(against) / name if depth == 2 and not run_depth(against) == 2 else Path(against)
-        if not other_dir.is_dir() or run_depth(other_dir) != depth:
-            raise ConfigError(f"no runs of {name!r} in {other_dir} (--against {against}): looked for "
-                              + LOOKED_FOR.format(other_dir))
-        _not_one_folder(sweep_dir, other_dir, against)
-        other = _runs_of(other_dir, depth, damaged)
-        here, there = str(runs_dir), str(against)
-        groups = _group(runs, lambda r: f"{r.backend} ({here})")
-        for run_name, by_side in _group(other, lambda r: f"{r.backend} ({there})").items():
-            groups.setdefault(run_name, {}).update(by_side)
-        groups = _order(groups, sweep)
-        backends = sorted({r.backend for r in runs} | {r.backend for r in other})
-        pairs = [(f"{b} ({here})", f"{b} ({there})") for b in backends]
-        sides = [s for pair in pairs for s in pair]
-        published_sides = [p[0] for p in pairs]
-    check_seed_groups(groups)
-    result = _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes)
-    _mark_damaged(result, damaged)
-    return result
-
-
-def check_seed_groups(groups: dict[str, dict[str, list[RunFiles]]]) -> None:
-    """ConfigError (one line naming the run, its folders and the settings) when the seeds of a run and
-    backend, which are averaged as seeds, differ in more than the seed: nothing is summarised or judged."""
-    for run, by_side in groups.items():
-        for runs in by_side.values():
-            mixed = mixed_settings([(r.seed, r.config) for r in runs])
-            if not mixed:
-                continue
-            first = result_settings(runs[0].config)
-            other = [r for r in runs if any(result_settings(r.config)[k] != v for k, v in first.items()
-                                            if k not in SEED_GROUP_FREE)]
-            folders = ", ".join(str(r.dir) for r in other[:3]) + (", ..." if len(other) > 3 else "")
-            raise ConfigError(f"run {run} ({runs[0].backend}) in {runs[0].dir.parent.parent} mixes settings over "
-                              f"its seeds ({'; '.join(mixed)}): a run's seeds must differ in the seed alone, so "
-                              f"they are neither averaged nor judged; move the run folders of one setting away "
-                              f"(such as {folders}) or into another runs folder")
-
-
-def compare_folders(dir_a: str | Path, dir_b: str | Path, policy: Policy | None = None) -> SweepResult:
-    """Compare two run folders (`<run>/<backend>/`) directly."""
-    policy = policy or Policy()
-    _not_one_folder(Path(dir_a), Path(dir_b), dir_b)
-    ra, rb = load_run(dir_a), load_run(dir_b)
-    la, lb = (ra.backend, rb.backend) if ra.backend != rb.backend else (f"{ra.backend} ({dir_a})", f"{rb.backend} ({dir_b})")
-    groups = {ra.run: {la: [ra], lb: [rb]}}
-    # two folders of one run: pair them whatever their seeds
-    return _judge(f"{dir_a} vs {dir_b}", Path(dir_a), None, policy, groups, [la, lb], [(la, lb)], [], [],
-                  pair_any_seed=True)
-
-
-def _not_one_folder(here: Path, there: Path, against) -> None:
-    """Both sides of --against in one folder would pass every run, compared with itself: one line."""
-    if here.resolve() == there.resolve():
-        raise ConfigError(f"--against {against}: both sides are one folder ({here}), so every run would be "
-                          f"compared with itself; give the runs folder of another attempt")
-
-
-def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes,
-           pair_any_seed=False) -> SweepResult:
+def judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides, notes, protocol_names: dict,
+          pair_any_seed=False, commands: dict[str, str] | None = None) -> SweepResult:
+    """Verdicts for runs grouped by run name and side (`groups`): each pair of sides in `pairs`, each side of
+    `published_sides` against the published figures. `sweep` (its runs, with .run and .to_dict(), and
+    .published) or None; `protocol_names`: the settings of a protocol, each with the name users write, in
+    order (published.mismatches); `commands`: {run: the command that made its runs}, said where more seeds
+    are needed."""
     verdicts, pubs, mismatch = [], {}, {}
     protocols = {c.run: c.to_dict() for c in sweep.runs} if sweep else {}
-    base = None
-    if sweep:
-        builtin = sweep.path.resolve().parent == sweeps.SWEEP_DIR.resolve()
-        base = f"python -m fluxlenet sweep {sweep.name if builtin else shlex.quote(str(sweep.path))}"
-        runs_dir = Path(sweep_dir).parent
-        runs_dir_option = "" if runs_dir == Path("runs") else f" --runs-dir {shlex.quote(str(runs_dir))}"
     for run, by_side in groups.items():
         verdict = RunVerdict(run)
-        command = None
-        if base:  # the options the runs had beyond the sweep file: a command with more seeds is then not refused
-            ran = next(iter(by_side.values()))[0].config
-            command = base + rerun_options(ran, protocols.get(run, {})) + runs_dir_option
+        command = (commands or {}).get(run)
         for side, runs in by_side.items():
             for r in runs:
                 if not r.finished:
@@ -614,7 +434,7 @@ def _judge(name, sweep_dir, sweep, policy, groups, sides, pairs, published_sides
         pubs[run] = pub
         if pub is not None:
             first = next(iter(by_side.values()))[0]
-            mismatch[run] = published_figures.mismatches(pub, first.config, protocols.get(run))
+            mismatch[run] = published_figures.mismatches(pub, first.config, protocols.get(run), protocol_names)
             if not mismatch[run]:
                 for side in published_sides:
                     if by_side.get(side):
@@ -649,10 +469,4 @@ def compare_sides(run, runs_a, runs_b, labels, policy, pair_any_seed=False, comm
     return checks
 
 
-def julia_found() -> bool:
-    """Whether Flux runs can start here: Julia set up for the Flux backend (juliapkg's or PATH's)."""
-    from fluxlenet.julia_env import julia_status
-    return julia_status()[0]
-
-
-__all__ = ["Break", "Check", "RunVerdict", "SweepResult", "classify", "compare_sweep", "compare_folders"]
+__all__ = ["Break", "Check", "RunVerdict", "SweepResult", "classify", "judge"]

@@ -36,9 +36,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from fluxlenet.config import ConfigError
-
 KINDS = ("repeat", "float64", "lockstep", "native", "seeds", "published", "replay")
+
+
+class PolicyError(ValueError):
+    """A tolerance that cannot be used (an unknown key, a bad value, an unreadable file): one line."""
 
 
 @dataclass
@@ -81,17 +83,17 @@ class Policy:
         changes = {}
         for key, value in values.items():
             if key not in known:
-                raise ConfigError(f"{where}unknown tolerance {key!r}; known: {', '.join(known)}")
+                raise PolicyError(f"{where}unknown tolerance {key!r}; known: {', '.join(known)}")
             try:
                 value = float(value)
             except (TypeError, ValueError):
-                raise ConfigError(f"{where}tolerance {key} must be a number, not {value!r}") from None
+                raise PolicyError(f"{where}tolerance {key} must be a number, not {value!r}") from None
             if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{where}tolerance {key} must be a number >= 0, not {value}")
+                raise PolicyError(f"{where}tolerance {key} must be a number >= 0, not {value}")
             if key == "level" and not 0.5 <= value < 1:
-                raise ConfigError(f"{where}tolerance level must be at least 0.5 and below 1 (e.g. 0.99), not {value:g}")
+                raise PolicyError(f"{where}tolerance level must be at least 0.5 and below 1 (e.g. 0.99), not {value:g}")
             if key == "min_seeds" and (value < 2 or value != int(value)):
-                raise ConfigError(f"{where}tolerance min_seeds must be a whole number >= 2 (an sd needs two "
+                raise PolicyError(f"{where}tolerance min_seeds must be a whole number >= 2 (an sd needs two "
                                   f"seeds), not {value:g}")
             changes[key] = int(value) if key in ("exact_trace_steps", "min_seeds") else value
         return dataclasses.replace(self, **changes)
@@ -102,7 +104,7 @@ class Policy:
         for item in filter(None, (s.strip() for s in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep:
-                raise ConfigError(f"--tolerance: expected key=value, got {item!r}")
+                raise PolicyError(f"--tolerance: expected key=value, got {item!r}")
             values[key.strip()] = value.strip()
         return self.replace(values, "--tolerance: ")
 
@@ -112,11 +114,11 @@ class Policy:
             with open(path, "rb") as f:
                 values = tomllib.load(f)
         except OSError as e:
-            raise ConfigError(f"policy file {path}: cannot be read: {e.strerror}") from None
+            raise PolicyError(f"policy file {path}: cannot be read: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"policy file {path}: not valid TOML: {e}") from None
+            raise PolicyError(f"policy file {path}: not valid TOML: {e}") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"policy file {path}: not valid TOML: not UTF-8 text") from None
+            raise PolicyError(f"policy file {path}: not valid TOML: not UTF-8 text") from None
         return self.replace(values, f"policy file {path}: ")
 
     # -- bands --------------------------------------------------------------------------

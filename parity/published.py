@@ -24,17 +24,11 @@ import pandas as pd
 # published-results.csv names datasets as the write-ups do
 DATASET_NAMES = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist", "CIFAR-10": "cifar10"}
 
-# Settings that define a protocol: a run that differs in one of them is another experiment.
-PROTOCOL_KEYS = ("dataset", "model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epochs", "steps",
-                 "train_size", "test_size", "valid_size", "warmup_epochs", "milestones", "gamma")
-
 # What a source fixes whatever a sweep file says: the post trained on the whole of MNIST.
 SOURCE_PROTOCOL = {
     "lenet-99-post": {"dataset": "mnist", "model": "lenet5", "eta": 3e-4, "epochs": 10, "steps": None,
                       "train_size": None, "test_size": None, "valid_size": 0},
 }
-
-USER_NAMES = {"lambda_": "lambda", "rho": "momentum"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,18 +142,18 @@ def _show(key: str, value) -> str:
     return str(value)
 
 
-def mismatches(pub: Published, cfg: dict, protocol: dict | None) -> list[str]:
+def mismatches(pub: Published, cfg: dict, protocol: dict | None, names: dict[str, str]) -> list[str]:
     """Why the published figures do not apply to a run with settings `cfg` (empty: they apply).
 
-    `protocol` is the run as the sweep file defines it (the published protocol), or None.
+    `protocol` is the run as the sweep file defines it (the published protocol), or None; `names`: the
+    settings that define a protocol, each with the name users write (fluxlenet.config.PROTOCOL_KEYS).
     """
     wanted = dict(protocol or {})
     wanted.update(SOURCE_PROTOCOL.get(pub.source, {}))
     if pub.dataset:
         wanted["dataset"] = pub.dataset
     reasons = []
-    for key in PROTOCOL_KEYS:
+    for key, name in names.items():
         if key in wanted and not _same(cfg.get(key), wanted[key]):
-            name = USER_NAMES.get(key, key)
             reasons.append(f"{name} {_show(key, cfg.get(key))} (published: {_show(key, wanted[key])})")
     return reasons

@@ -36,7 +36,7 @@ ROUNDING_FLOOR = 1e-4 * (1 + 1e-9)   # the figures are printed to 4 digits: one 
 
 
 def variant_name(run) -> str:
-    """'PyTorch float32' for a parity.runs.RunFiles."""
+    """'PyTorch float32' for a fluxlenet.runs.RunFiles."""
     from .compare import BACKEND_NAMES
     return f"{BACKEND_NAMES.get(run.backend, run.backend)} {run.precision}"
 
@@ -61,7 +61,7 @@ class Band:
 
 def estimate_band(variants: list[list], metrics: tuple[str, ...], k: float = 3.0,
                   floor: float = ROUNDING_FLOOR) -> Band:
-    """`variants`: for each run of the write-up, its runs of the replay seed and draws (parity.runs.RunFiles)."""
+    """`variants`: for each run of the write-up, its runs of the replay seed and draws (fluxlenet.runs.RunFiles)."""
     differences: dict[tuple[str, int], list[float]] = {}
     pairs = []
     for runs in variants:
@@ -96,7 +96,7 @@ class ReplayFigure:
 
 
 def judge_replay(replay, figures: list[PublishedFigure], band: Band) -> list[ReplayFigure]:
-    """Each published figure against the replay run (parity.runs.RunFiles, or None when it was not run)."""
+    """Each published figure against the replay run (fluxlenet.runs.RunFiles, or None when it was not run)."""
     out = []
     for figure in figures:
         if replay is None:

@@ -24,9 +24,7 @@ figures of the write-ups' tables) decide. Judging many figures at 1 - level each
 outside by chance alone (at 0.99, 1 figure in 100): the per-epoch verdicts show where a gap is,
 they do not decide.
 
-The t quantile is computed here (the inverse of Student's t distribution function, written
-with the regularized incomplete beta function) because the statistics module has no t, and
-scipy is not a dependency of this package; tests check it against published table values.
+The t quantile is scipy.stats.t's; tests check it against published table values.
 """
 
 from __future__ import annotations
@@ -43,59 +41,12 @@ HEADLINE_METRIC = "test_acc"
 
 # -- Student's t -----------------------------------------------------------------------------
 
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            break
-    return h
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - front * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_upper_tail(t: float, df: float) -> float:
-    """P(T > t) for Student's t with df degrees of freedom, t >= 0."""
-    return 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + t * t))
-
-
 def t_quantile(p: float, df: float) -> float:
-    """The p quantile of Student's t (0.5 <= p < 1, df > 0, not necessarily whole), by bisection."""
+    """The p quantile of Student's t (0.5 <= p < 1, df > 0, not necessarily whole)."""
     if not 0.5 <= p < 1.0 or not df > 0:
         raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df > 0, got p={p}, df={df}")
-    tail = 1.0 - p
-    low, high = 0.0, 1.0
-    while t_upper_tail(high, df) > tail:
-        low, high = high, high * 2.0
-    for _ in range(200):
-        mid = (low + high) / 2.0
-        if t_upper_tail(mid, df) > tail:
-            low = mid
-        else:
-            high = mid
-        if high - low <= 1e-13 * high:
-            break
-    return (low + high) / 2.0
+    from scipy import stats  # here: a second's import that `train` and `sweep` do not need
+    return float(stats.t.ppf(p, df))
 
 
 # -- samples ---------------------------------------------------------------------------------
@@ -256,7 +207,7 @@ def judge_figure(sample: Sample, value: float, level: float, min_seeds: int) -> 
 
 
 def figure_values(runs, metric: str, epoch: int | None) -> tuple[int | None, dict[int, float]]:
-    """(the epoch, {seed: value}) of a figure in a side's runs (parity.runs.RunFiles, one per seed).
+    """(the epoch, {seed: value}) of a figure in a side's runs (fluxlenet.runs.RunFiles, one per seed).
 
     epoch None: the last epoch any seed reached, from the seeds that reached it."""
     logs = [r for r in runs if len(r.log) and metric in r.log]

@@ -1,10 +1,11 @@
 """RunConfig validation, sweep files, the post's sweeps and run logs."""
 
 import csv
+import dataclasses
 
 import pytest
 
-from fluxlenet import optim_spec, sweeps
+from fluxlenet import config, optim_spec, sweeps
 from fluxlenet.config import ConfigError, RunConfig
 from fluxlenet.runlog import RunLog, epoch_line, read_log_rows, read_status
 
@@ -58,6 +59,31 @@ def test_user_keys_and_types():
         RunConfig.from_dict({"flush_subnormals": 1})
     # it changes the results: a run with it is another run than one without
     assert RunConfig(flush_subnormals=True).semantic_dict() != RunConfig().semantic_dict()
+
+
+def test_every_setting_that_changes_results_says_whether_it_is_protocol():
+    """A new setting that changes results must say whether published figures depend on it: left out of
+    PROTOCOL_KEYS by default, a run with another value would be judged against the write-up's figures."""
+    undeclared = [f.name for f in dataclasses.fields(RunConfig)
+                  if f.metadata["result"] and f.metadata["protocol"] not in (True, False)]
+    assert not undeclared, f"say protocol=True or protocol=False in the settings table for: {undeclared}"
+
+
+def test_the_lists_of_settings_come_from_the_table():
+    assert config.PROTOCOL_KEYS == ("model", "optimizer", "eta", "lambda_", "rho", "batchsize", "epochs", "steps",
+                                    "warmup_epochs", "milestones", "gamma", "dataset", "train_size", "test_size",
+                                    "valid_size")
+    assert config.SWEEP_KEYS == config.PROTOCOL_KEYS + ("mode", "rng", "precision")
+    assert set(config.NOT_SEMANTIC) == {"sweep", "run", "backend", "precision", "device", "threads", "data_dir",
+                                        "trace_steps"}
+    assert config.USER_NAMES == {"lambda_": "lambda", "rho": "momentum"}
+    assert config.ALIASES == {"lambda": "lambda_", "λ": "lambda_", "η": "eta", "momentum": "rho"}
+    assert RunConfig.from_dict({"λ": 1e-4, "η": 1e-3}).replace(rho=0.5) == \
+        RunConfig.from_dict({"lambda": 1e-4, "eta": 1e-3, "momentum": 0.5})
+    # a setting that does not change results is no protocol, and two compared runs may differ in it
+    for f in dataclasses.fields(RunConfig):
+        if not f.metadata["result"]:
+            assert f.name in config.NOT_SEMANTIC and f.name not in config.SWEEP_KEYS + config.PROTOCOL_KEYS
 
 
 def test_epoch_plan_and_step_budget():

@@ -364,6 +364,42 @@ def test_network_probe_is_bounded():
     assert not ok and why
 
 
+def test_julia_status_asks_juliapkgs_public_api(monkeypatch, tmp_path):
+    """Ready when juliapkg says the environment is resolved (resolve(dry_run=True)) and its manifest holds
+    Flux and friends; the Julia and project are juliapkg.executable() and juliapkg.project()."""
+    import juliapkg
+    monkeypatch.delenv("PYTHON_JULIACALL_EXE", raising=False)
+    monkeypatch.delenv("PYTHON_JULIACALL_PROJECT", raising=False)
+    env = tmp_path / "julia_env"
+    env.mkdir()
+    packages = "".join(f'[[deps.{name}]]\nuuid = "00000000-0000-0000-0000-00000000000{i}"\nversion = "1.0.{i}"\n\n'
+                       for i, name in enumerate(("Flux", "Optimisers", "BSON", "ProgressMeter")))
+    (env / "Manifest.toml").write_text(f'julia_version = "1.10.8"\nmanifest_format = "2.0"\n\n{packages}')
+    resolved = {"now": True}
+    asked = []
+
+    def resolve(force=False, dry_run=False, **kwargs):
+        asked.append(dry_run)
+        assert dry_run, "julia_status must not resolve for real (that downloads)"
+        return resolved["now"]
+    monkeypatch.setattr(juliapkg, "resolve", resolve)
+    monkeypatch.setattr(juliapkg, "project", lambda: str(env))
+    monkeypatch.setattr(juliapkg, "executable", lambda: "/opt/julia-1.10.8/bin/julia")
+    monkeypatch.setattr(julia_env, "_find_julia", lambda compat, state: ("/opt/julia-1.10.8/bin/julia", "1.10.8"))
+    ready, reason = julia_env.julia_status()
+    assert ready and asked == [True]
+    assert reason == "Julia 1.10.8 with Flux 0.16, Optimisers 0.4, BSON 0.3, ProgressMeter 1 is set up " \
+                     "(/opt/julia-1.10.8/bin/julia)"
+    resolved["now"] = False  # a dependency file changed since: juliapkg would resolve again
+    from juliapkg.state import STATE
+    monkeypatch.setitem(STATE, "project", str(env))
+    ready, reason = julia_env.julia_status()
+    assert not ready and f"({env}) is out of date: run `python -m fluxlenet setup-julia`" in reason
+    (env / "Manifest.toml").write_text('julia_version = "1.10.8"\nmanifest_format = "2.0"\n')
+    ready, reason = julia_env.julia_status()
+    assert not ready and "are not set up: run `python -m fluxlenet setup-julia` once" in reason
+
+
 def test_doctor_lines_without_julia():
     lines = julia_env.doctor_lines()
     text = "\n".join(lines)

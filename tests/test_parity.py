@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from fluxlenet.config import ConfigError
-from parity import Policy, compare_folders, compare_sweep, published
+from fluxlenet.runs import compare_folders, compare_sweep
+from parity import Policy, PolicyError, published
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
@@ -101,7 +102,7 @@ def test_trace_holds_the_loss_and_checksum_before_each_update(runs):
     from fluxlenet.config import RunConfig
     from fluxlenet.data import load_dataset
     from fluxlenet.init import epoch_orders, initial_weights
-    from parity.runs import read_trace
+    from fluxlenet.runs import read_trace
 
     folder = runs / "a" / "optimizer" / "ADAMW-seed42" / "torch"
     trace = read_trace(folder / "trace.csv")
@@ -413,5 +414,5 @@ def test_policy_overrides_from_a_file(tmp_path):
     assert (policy.lockstep_acc_max, policy.exact_trace_steps, policy.native_acc) == (1.0, 50, 0.5)
     assert policy.epoch_band("lockstep", "test_acc", 9, 98.0, 98.0) == 1.0
     assert policy.trace_band("float64", 51) is None
-    with pytest.raises(ConfigError, match="must be a number >= 0"):
+    with pytest.raises(PolicyError, match="must be a number >= 0"):
         Policy().with_overrides("sigmas=-1")

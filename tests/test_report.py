@@ -200,7 +200,7 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
 def test_test_loss_is_plotted_on_a_log_scale(runs, tmp_path, monkeypatch):
     """Epoch 0's loss of 2.3 would flatten the others onto the axis: the loss panels are logarithmic."""
     from fluxlenet import plots
-    from parity import compare_sweep
+    from fluxlenet.runs import compare_sweep
     scales, save = {}, plots.save_figure
 
     def record(fig, path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from parity import load_sweep_dir
+from fluxlenet.runs import load_sweep_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"

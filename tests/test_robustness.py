@@ -535,3 +535,18 @@ def test_fault_rules_are_checked():
                                                                     (None, "enospc", "model.pt")]
     with pytest.raises(ValueError, match="bad rule"):
         faults._parse("explode@epoch1")
+
+
+def test_a_run_lock_waits_for_its_holder_and_is_seen_by_readers(tmp_path):
+    from fluxlenet.rundir import lock_run
+    run_dir = tmp_path / "run"
+    held = lock_run(run_dir)
+    assert held is not None and run_is_busy(run_dir)
+    started = time.monotonic()
+    assert lock_run(run_dir, wait_s=0.3) is None  # another holder: given up after wait_s
+    assert 0.3 <= time.monotonic() - started < 5
+    held.release()
+    assert (run_dir / ".worker.lock").exists() and not run_is_busy(run_dir)
+    again = lock_run(run_dir, wait_s=0.3)
+    assert again is not None and run_is_busy(run_dir)
+    again.release()
