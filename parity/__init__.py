@@ -6,11 +6,13 @@
     for verdict in result.verdicts: print(verdict.run, verdict.status, verdict.failures())
 
 - parity.policy: the tolerance policy, by kind of comparison (repeat, float64, lockstep, native,
-  seeds, published), and its overrides
+  seeds, published, replay), and its overrides
 - parity.published: the published figures shipped in fluxlenet/reference, and when they apply
 - parity.compare: pairing, per-epoch and per-step differences, verdicts
 - parity.reproduction: seed statistics and the statistical verdicts (prediction intervals against the
   published figures, Welch between frameworks, "X is the best setting")
+- parity.replay: the write-up's own runs replayed: the band that arithmetic alone opens between
+  same-seed runs, the replay verdicts, where the replay seed stands among the other seeds
 - parity.table: the text `python -m fluxlenet parity SWEEP` prints
 
 parity imports nothing of fluxlenet (tests/test_imports.py): fluxlenet reads the run folders

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from parity import load_run
+from fluxlenet.runs import load_run
 from parity.replay import ROUNDING_FLOOR
 
 REPO = Path(__file__).resolve().parents[1]
