@@ -131,7 +131,7 @@ def test_list_shows_the_new_sweeps(capsys):
 def planned(monkeypatch):
     """The configs `sweep` would run, without running them."""
     seen = []
-    monkeypatch.setattr(cli, "execute", lambda configs, *rest: seen.extend(configs) or 0)
+    monkeypatch.setattr(cli, "execute", lambda configs, *rest, **options: seen.extend(configs) or 0)
     return seen
 
 
