@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import models, optim_spec, sweeps
-from .config import DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem, normal_name
+from .config import ALIASES, DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem, normal_name
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
@@ -448,7 +448,7 @@ def grid_sweep(args) -> tuple[sweeps.Sweep, str, list[str]]:
     given.update({"seed": "--seeds"} if args.seeds else {})
     given.update({"steps": "--epochs"} if args.epochs is not None else {})  # whole epochs: no step budget
     for key in sweeps.grid_axes(args.grid):
-        flag = given.get(RunConfig.ALIASES.get(key, key))
+        flag = given.get(ALIASES.get(key, key))
         if flag:
             raise ConfigError(f"--grid {key}=... and {flag} both set {key} (the option would give every run the "
                               f"same value); use one")

@@ -96,7 +96,8 @@ def other_origin(folder: Path, sweep) -> Path | None:
         other = load(str(theirs))
     except ConfigError:  # no longer a sweep file: not a sweep whose runs could mix with these
         return None
-    same = [c.to_dict() for c in other.runs] == [c.to_dict() for c in sweep.runs]
+    # the same runs: the same settings that change results (trace_steps, threads, ... may differ)
+    same = [c.semantic_dict() for c in other.runs] == [c.semantic_dict() for c in sweep.runs]
     return None if same else theirs
 
 
@@ -115,5 +116,8 @@ def check_origin(folder: Path, sweep, advice: str) -> None:
 
 
 def record_origin(folder: Path, sweep) -> None:
-    if recorded_origin(folder) != _origin_path(sweep):
+    """Record `sweep`'s file as the folder's, unless the one recorded is still there (it declares the same
+    runs, or check_origin had refused this sweep): a copy of it run from elsewhere rewrites nothing."""
+    recorded = recorded_origin(folder)
+    if recorded is None or not recorded.is_file():
         atomic_write_json(Path(folder) / SWEEP_ORIGIN, {"sweep_file": str(_origin_path(sweep))})

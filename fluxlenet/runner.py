@@ -82,9 +82,9 @@ def check_existing(task: Task) -> str:
             raise damaged(folder, "is a file where the run folder should be", "move it away")
     settings = run_settings(run_dir)
     if settings is not None:
-        diff = task.cfg.differences(settings, ignore=LENGTH)
-        if diff:
-            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
+        if task.cfg.differences(settings, ignore=LENGTH):  # the message names the length too, if it differs
+            raise ConfigError(f"{run_dir} holds a run with other settings "
+                              f"({', '.join(task.cfg.differences(settings))}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
     else:
         leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]

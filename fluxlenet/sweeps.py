@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .config import ConfigError, RunConfig, name_problem, normal_name
+from .config import ALIASES, ConfigError, RunConfig, name_problem, normal_name
 
 SWEEP_DIR = Path(__file__).parent / "sweep_files"
 TOP_KEYS = {"description", "base", "runs", "published"}
@@ -191,7 +191,7 @@ def grid_axes(pairs: list[str]) -> dict[str, list[str]]:
             raise ConfigError(f"--grid expects KEY=VALUE[,VALUE...] (e.g. eta=1e-3,3e-4), got {pair!r}")
         if key in NOT_AXES:
             raise ConfigError(f"--grid: {key!r} is not a setting a grid can vary ({NOT_AXES[key]})")
-        same = [k for k in axes if RunConfig.ALIASES.get(k, k) == RunConfig.ALIASES.get(key, key)]
+        same = [k for k in axes if ALIASES.get(k, k) == ALIASES.get(key, key)]
         if same:
             named = f"{key!r} twice" if same[0] == key else f"{same[0]!r} and {key!r}, one setting"
             raise ConfigError(f"--grid names {named}; give all its values at once: {key}=a,b")

@@ -330,6 +330,8 @@ def prepare(case: Case, tmp: Path, case_runs: Path | None = None):
     keep = None
     if case.damage:
         shutil.copytree(case_runs, tmp / "runs")
+        # the copy holds the runs of this case's bad.toml (the fixture's file is another one of the same name)
+        (tmp / "runs" / "bad" / ".sweep").write_text(json.dumps({"sweep_file": str((tmp / "bad.toml").resolve())}))
         _damage(tmp / "runs" / "bad" / "A-seed0" / "torch", case.damage)
     if case.setup == "file-in-the-way":
         (tmp / "file.txt").write_text("not a folder\n")

@@ -221,7 +221,7 @@ def test_two_run_folders_compare_directly(cli, runs, tmp_path):
 def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     root = copy_tree(runs / "a", tmp_path / "native")
     base = root / "optimizer" / "AdaBelief-seed42"
-    edit_config(base / "torch", mode="native")
+    edit_config(base / "torch", mode="native", rng="numpy")  # native runs are made with --rng numpy
     as_flux(base / "torch")
     edit_log(base / "flux", 1, test_acc=lambda v: v + 5.0)   # another RNG: within the sampling noise of 100 images
     edit_log(base / "flux", 0, test_acc=lambda v: v + 30.0)  # other initial weights: epoch 0 is not judged

@@ -70,9 +70,10 @@ def test_rerun_skips_finished_runs(optimizer_sweep):
 def test_other_settings_in_the_same_runs_folder_are_not_mixed(optimizer_sweep):
     runs, _ = optimizer_sweep  # (more epochs are not other settings: tests/test_resume_length.py)
     out = fluxlenet("sweep", "optimizer", "--backend", "torch", "--dataset", "fashion-mnist", "--data-dir", FASHION,
-                    "--epochs", 2, "--train-size", 640, "--test-size", 200, "--runs-dir", runs, "--mode", "native")
+                    "--epochs", 2, "--train-size", 640, "--test-size", 200, "--runs-dir", runs, "--mode", "native", "--rng", "numpy")
     assert out.returncode == 2
-    assert "holds a run with other settings (mode 'lockstep' there, 'native' now)" in out.stderr
+    assert "holds a run with other settings (" in out.stderr
+    assert "mode 'lockstep' there, 'native' now" in out.stderr and "rng 'julia' there, 'numpy' now" in out.stderr
     assert "Traceback" not in out.stderr
 
 
