@@ -106,9 +106,10 @@ class RunConfig:
                             protocol=False)
     checktime: int = setting(5, low=0, note=" (0: no checkpoints)", high=100_000, cli="train", julia=True,
                              help="checkpoint every CHECKTIME epochs, 0 for none", protocol=False)
-    warmup_epochs: float = setting(0.0, low=0, high=100_000, julia=True, protocol=True)
-    milestones: list[int] = setting(factory=list, low=1, high=100_000, julia=True, protocol=True)
-    gamma: float = setting(0.1, above=0, julia=True, protocol=True)
+    # the schedule: each backend receives the factor of every step (RunConfig.lr_factors)
+    warmup_epochs: float = setting(0.0, low=0, high=100_000, protocol=True)
+    milestones: list[int] = setting(factory=list, low=1, high=100_000, protocol=True)
+    gamma: float = setting(0.1, above=0, protocol=True)
     # data
     dataset: str = setting("mnist", choices=lambda: DATASETS, cli="run",
                            help="mnist-t10k-split trains on the first 8,000 MNIST test images and tests on the "
@@ -208,6 +209,15 @@ class RunConfig:
 
     def schedule(self) -> dict:
         return {"warmup_epochs": self.warmup_epochs, "milestones": list(self.milestones), "gamma": self.gamma}
+
+    def lr_factors(self, ntrain: int) -> list[float] | None:
+        """The multiplier of eta for every optimiser step of the run (entry s for step s, counted over the
+        whole run: optim_spec.lr_factor), or None for a run without a schedule. Both backends take these
+        very numbers, so the schedule is written once."""
+        if self.warmup_epochs == 0 and not self.milestones:
+            return None
+        spe = self.steps_per_epoch(ntrain)
+        return [optim_spec.lr_factor(step, spe, **self.schedule()) for step in range(self.end_step(ntrain))]
 
     def eval_batchsize(self) -> int | None:
         """The batch size of the evaluation passes: the post's (its `report` runs over its loaders, of batchsize)

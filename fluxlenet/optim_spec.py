@@ -36,8 +36,9 @@ class Rule:
 BETA = (0.9, 0.999)
 ADAM_STATE = ("m", "v", "beta_t")
 
-# Every rule. Adding one: an entry here, its update function in torch_optim._APPLY, and its line in
-# rule_from_spec (julia/src/specs.jl).
+# Every rule, with the defaults of all its fields (the only copy: Julia is handed every field). Adding
+# one: an entry here, its update function in torch_optim._APPLY, and its line in RULE_BUILDERS
+# (julia/src/specs.jl).
 RULES = {
     "Adam": Rule({"eta": 1e-3, "beta": BETA, "epsilon": 1e-8}, ADAM_STATE,
                  "Optimisers.Adam (the post's ADAM: same formula)"),
@@ -81,7 +82,7 @@ def optimiser_chain(name: str, eta: float, lambda_: float = 0.0, rho: float = 0.
     (coupled L2, applied before the rule); AdamW takes lambda as its own decoupled decay.
     """
     rule = make_rule(name, eta, lambda_, rho)
-    if lambda_ > 0 and name != "AdamW":
+    if lambda_ > 0 and "lambda" not in rule:  # a rule with a decay field of its own (AdamW) took it
         return [{"rule": "WeightDecay", "lambda": lambda_}, rule]
     return [rule]
 

@@ -268,18 +268,35 @@ def test_the_julia_side_knows_every_layer_rule_and_activation():
             assert f'"{key}"' in src, (name, key)
 
 
-def test_the_julia_schedule_is_the_python_formula():
-    """lr_factor in specs.jl is the same expression as optim_spec.lr_factor (runtests.jl checks values)."""
+def test_the_julia_rules_read_every_field_and_default_none():
+    """Each rule's builder in specs.jl reads exactly the fields of its row in optim_spec.RULES, with no
+    default of its own (the defaults live once, in that table)."""
     src = (JULIA_SRC / "specs.jl").read_text(encoding="utf-8")
-    assert "factor = min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch))" in src
-    assert "completed_epochs = step ÷ steps_per_epoch" in src and "factor *= gamma" in src
-    tests = (ROOT / "julia" / "test" / "runtests.jl").read_text(encoding="utf-8")
-    checked = re.findall(r"@test lr_factor\((\d+), (\d+); ([^)]*)\) == ([\d.]+)", tests)
-    assert len(checked) >= 5
-    for step, spe, kwargs, expected in checked:
-        # these Julia keyword arguments read as Python ones once [a, b] becomes (a, b,)
-        kw = eval(f"dict({kwargs.replace('[', '(').replace(']', ',)')})", {"__builtins__": {}}, {"dict": dict})
-        assert optim_spec.lr_factor(int(step), int(spe), **kw) == float(expected), (step, spe, kwargs)
+    table = src[src.index("const RULE_BUILDERS"):src.index("function rule_from_spec")]
+    builders = dict(re.findall(r'"(\w+)" => s -> (.*?)(?=\n    "\w+" => s -> |\n\)\n)', table, re.S))
+    assert set(builders) == set(optim_spec.RULES)
+    for name, code in builders.items():
+        read = set(re.findall(r'rule_(?:number|field)\(s, "(\w+)"\)', code)) | ({"beta"} if "rule_beta(s)" in code else set())
+        assert read == set(optim_spec.RULES[name].fields), name
+    assert "get(" not in table and "get(" not in src[src.index("function rule_field"):src.index("const RULE_BUILDERS")]
+
+
+def test_a_schedule_reaches_julia_as_the_factor_of_every_step(monkeypatch, tmp_path):
+    """Julia has no schedule formula of its own: it takes RunConfig.lr_factors, the numbers torch takes."""
+    from fluxlenet.runlog import RunLog
+    assert "warmup" not in julia_sources() and "milestones" not in julia_sources()
+    cfg = RunConfig(backend="flux", epochs=3, batchsize=16, warmup_epochs=1.5, milestones=[2], gamma=0.5).validate()
+    factors = cfg.lr_factors(40)  # 3 steps an epoch
+    assert factors == [1 / 4.5, 2 / 4.5, 3 / 4.5, 4 / 4.5, 1.0, 1.0, 0.5, 0.5, 0.5]
+    assert factors == [optim_spec.lr_factor(s, 3, 1.5, [2], 0.5) for s in range(9)]
+    julia = _StandInJulia()
+    _load_flux_backend(monkeypatch, julia).train(cfg, _tiny_dataset(), RunLog(tmp_path, echo=lambda line: None))
+    assert julia.lr_factors.dtype == np.float64 and julia.lr_factors.tolist() == factors
+    assert RunConfig(epochs=3).lr_factors(40) is None
+    julia = _StandInJulia()
+    _load_flux_backend(monkeypatch, julia).train(RunConfig(backend="flux", epochs=1).validate(), _tiny_dataset(),
+                                                 RunLog(tmp_path / "plain", echo=lambda line: None))
+    assert julia.lr_factors is None
 
 
 # ------------------------------------------------------------------ packaging of the Julia side
@@ -442,10 +459,11 @@ class _StandInJulia:
     def versions(self):
         return ("1.10.5", "0.16.10", "0.4.8", "0.3.9")
 
-    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
-                *weights):
+    def run_job(self, job, *weights, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations, lr_factors,
+                report, say, started, saved, trace, poll):
         spec = tomllib.loads(job)
-        self.calls.append((spec, xtrain, ytrain, xtest, perms, weights))
+        self.calls.append((spec, xtrain, ytrain, xtest, permutations, weights))
+        self.lr_factors = lr_factors
         if self.fail:
             raise self.JuliaError("unknown activation \"swish\"")
         started(0)
@@ -521,13 +539,14 @@ def test_a_julia_error_becomes_one_readable_line(monkeypatch, tmp_path):
 class _CheckpointingJulia(_StandInJulia):
     """Reports epochs 0 and 1, then saves a checkpoint, as the post's loop does with checktime = 1."""
 
-    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
-                *weights):
+    def run_job(self, job, *weights, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations, lr_factors,
+                report, say, started, saved, trace, poll):
         self.calls.append(job)
         started(0)
         report(0, 2.3, 10.0, 2.3, 10.0, None, None, None, 3e-4)
         report(1, 0.5, 90.0, 0.6, 85.0, None, None, 1.0, 3e-4)
         say('Model saved in "model.bson"')
+        saved(1)
         return "finished"
 
 
@@ -555,8 +574,8 @@ class _PostLoopJulia(_StandInJulia):
         super().__init__()
         self.start = start
 
-    def run_job(self, job, xtrain, ytrain, xtest, ytest, xvalid, yvalid, perms, report, say, started, trace, poll,
-                *weights):
+    def run_job(self, job, *weights, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations, lr_factors,
+                report, say, started, saved, trace, poll):
         spec = tomllib.loads(job)
         total, infotime, checktime = spec["epochs"], spec["infotime"], spec["checktime"]
         started(self.start)
@@ -567,6 +586,7 @@ class _PostLoopJulia(_StandInJulia):
                 report(epoch, 2.3 - epoch / 10, 10.0, 2.3, 10.0, None, None, 1.0, 3e-4)
             if checktime > 0 and (epoch % checktime == 0 or epoch == total):
                 say('Model saved in "model.bson"')
+                saved(epoch)
         return "finished"
 
 

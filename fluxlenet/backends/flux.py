@@ -9,9 +9,11 @@ What crosses to Julia (see fluxlenet.backends.flux_layout):
   copies each once into a plain Array and one-hot encodes the labels);
 - lockstep runs: the initial weights of fluxlenet.init in Flux layout, and one permutation per
   epoch (0-based; Julia adds 1), drawn by the run's `rng` scheme (numpy, or julia: the post's own);
+- a schedule as the learning-rate factor of every step (RunConfig.lr_factors, as torch takes it);
 - Python callables: `report` (-> log.record, which prints the post's line and writes log.csv,
-  console.log and TensorBoard), `say` (-> log.say), `started` (fresh start or resume),
-  `trace` (the first trace_steps steps) and `poll` (lets Ctrl-C through).
+  console.log and TensorBoard), `say` (-> log.say), `started` (fresh start or resume), `saved`
+  (a checkpoint written), `trace` (the first trace_steps steps) and `poll` (lets Ctrl-C through).
+All but the job and the weights go by keyword (FluxLeNet.run_job in julia/src/bridge.jl).
 Julia errors come back as juliacall.JuliaError; they leave here as FluxError with the first line of
 the Julia message (the whole Julia error and backtrace stay chained to it, for error.txt).
 """
@@ -128,9 +130,11 @@ def train(cfg, data, log, progress: bool = False) -> str:
         return np.ascontiguousarray(y, dtype=np.int64)
 
     valid = data.valid_y is not None
-    arrays = (flux_layout.julia_view(data.train_x), labels(data.train_y),
-              flux_layout.julia_view(data.test_x), labels(data.test_y),
-              flux_layout.julia_view(data.valid_x) if valid else None, labels(data.valid_y) if valid else None)
+    arrays = dict(xtrain=flux_layout.julia_view(data.train_x), ytrain=labels(data.train_y),
+                  xtest=flux_layout.julia_view(data.test_x), ytest=labels(data.test_y),
+                  xvalid=flux_layout.julia_view(data.valid_x) if valid else None,
+                  yvalid=labels(data.valid_y) if valid else None)
+    factors = cfg.lr_factors(n)
 
     def figures(loss, acc):
         return {"loss": round4(loss), "acc": round4(acc)}
@@ -146,23 +150,15 @@ def train(cfg, data, log, progress: bool = False) -> str:
         if faults.RULES:
             faults.point("epoch", int(epoch), cfg.run)
 
-    # The epochs whose checkpoints Julia has yet to save, in order: its "Model saved in" lines count them
-    # off (an epoch's checkpoint follows its report, if it has one: with infotime > 1 many have none).
-    checkpoints: list[int] = []
-
     def say(line):
-        line = str(line)
-        log.say(line)
-        if line.startswith("Model saved in") and checkpoints:
-            saved = checkpoints.pop(0)
-            if faults.RULES:
-                faults.point("checkpoint", saved, cfg.run)
+        log.say(str(line))
+
+    def saved(epoch):  # after its report, if it has one (with infotime > 1 many have none)
+        if faults.RULES:
+            faults.point("checkpoint", int(epoch), cfg.run)
 
     def started(epoch):
         epoch = int(epoch)
-        total = cfg.total_epochs(n)
-        checkpoints[:] = [e for e in range(epoch + 1, total + 1)
-                          if cfg.checktime > 0 and (e % cfg.checktime == 0 or e == total)]
         if epoch == 0:
             log.reset()
         else:
@@ -176,7 +172,9 @@ def train(cfg, data, log, progress: bool = False) -> str:
         return None  # a call into Python: a pending Ctrl-C raises KeyboardInterrupt here
 
     try:
-        status = FL.run_job(job, *arrays, permutations, report, say, started, trace, poll, *weights)
+        status = FL.run_job(job, *weights, **arrays, permutations=permutations,
+                            lr_factors=None if factors is None else np.asarray(factors, dtype=np.float64),
+                            report=report, say=say, started=started, saved=saved, trace=trace, poll=poll)
     except juliacall.JuliaError as e:
         raise FluxError(f"Julia: {julia_error_summary(e)}") from e
     status = str(status)

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import faults, optim_spec
+from .. import faults
 from ..config import LENGTH, ConfigError, RunConfig
 from ..fsutil import atomic_path
 from ..init import epoch_orders, initial_weights
@@ -180,9 +180,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
     # operation of its rule is then one tensor op over all of them.
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    schedule = cfg.schedule()
-    scheduled = schedule["warmup_epochs"] > 0 or bool(schedule["milestones"])
-    steps_per_epoch = cfg.steps_per_epoch(n)
+    lr_factors = cfg.lr_factors(n)  # None: no schedule
     checkpoint = log.dir / "model.pt"
 
     eval_batch = cfg.eval_batchsize() or EVAL_BATCH
@@ -191,7 +189,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
         train_figures = evaluate(model, train_x, train_y, eval_batch)
         test_figures = evaluate(model, test_x, test_y, eval_batch)
         valid_figures = evaluate(model, *valid, eval_batch) if valid else None
-        lr = cfg.eta * optim_spec.lr_factor(max(step - 1, 0), steps_per_epoch, **schedule)
+        lr = cfg.eta * (lr_factors[max(step - 1, 0)] if lr_factors else 1.0)  # the last step's
         return log.record(epoch, train_figures, test_figures, valid_figures, seconds=seconds, lr=lr)
 
     start_epoch, step = 0, 0
@@ -239,8 +237,8 @@ def train(cfg, data, log, progress: bool = False) -> str:
         # tqdm costs ~1 us a step (it redraws at most every 0.5 s)
         for i in tqdm(range(nsteps), desc=f"Epoch {epoch}", file=sys.stderr, leave=False,
                       disable=not progress, mininterval=0.5):
-            if scheduled:
-                optimiser.set_lr_factor(optim_spec.lr_factor(step, steps_per_epoch, **schedule))
+            if lr_factors:
+                optimiser.set_lr_factor(lr_factors[step])
             xb = epoch_x[i * cfg.batchsize:(i + 1) * cfg.batchsize]
             yb = epoch_y[i * cfg.batchsize:(i + 1) * cfg.batchsize]
             loss = F.cross_entropy(model(xb), yb)  # == Flux.logitcrossentropy on onehot labels

@@ -25,7 +25,7 @@ using LinearAlgebra: BLAS
 import BSON
 import TOML
 
-export Args, LENET5, build_model, build_rule, lr_factor, train, load_checkpoint,
+export Args, LENET5, build_model, build_rule, train, load_checkpoint,
        ADAMW_flux012, AdaBelief_flux012
 
 include("specs.jl")         # the model and the optimiser from layer and rule specs

@@ -13,8 +13,7 @@ const JOB_KEYS = Dict{String,Tuple{Symbol,Any}}(
     "batchsize" => (:batchsize, Int), "epochs" => (:epochs, Int), "steps" => (:steps, Int),
     "seed" => (:seed, Int), "infotime" => (:infotime, Int), "checktime" => (:checktime, Int),
     "savepath" => (:savepath, String), "layers" => (:layers, identity), "rules" => (:rules, identity),
-    "warmup_epochs" => (:warmup_epochs, Float64), "milestones" => (:milestones, m -> Int[x for x in m]),
-    "gamma" => (:gamma, Float64), "precision" => (:T, p -> p == "float64" ? Float64 : Float32),
+    "precision" => (:T, p -> p == "float64" ? Float64 : Float32),
     "trace_steps" => (:trace_steps, Int), "flush_subnormals" => (:flush_subnormals, Bool),
     "progress" => (:progress, Bool), "resume" => (:resume, Bool), "evalbatch" => (:evalbatch, Int))
 
@@ -33,16 +32,18 @@ function args_from_job(job::AbstractDict)
 end
 
 """
-    run_job(job_toml, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations,
-            report, say, started, trace, poll, weights...) -> "finished" or "diverged"
+    run_job(job_toml, weights...; xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations, lr_factors,
+            report, say, started, saved, trace, poll) -> "finished" or "diverged"
 
-One run for the Python package. Images are `W×H×C×N`, labels `0:nclasses-1`; `xvalid`, `yvalid`
-and (in native mode) `permutations` may be `nothing`; `weights` are `w1, b1, w2, b2, ...` in Flux
-layout (lockstep mode). `report` receives plain numbers:
+One run for the Python package, every argument but the job and the weights by keyword. Images are
+`W×H×C×N`, labels `0:nclasses-1`; `xvalid`, `yvalid`, `lr_factors` (no schedule) and, in native mode,
+`permutations` may be `nothing`; `weights` are `w1, b1, w2, b2, ...` in Flux layout (lockstep mode).
+`report` receives plain numbers:
 `report(epoch, train_loss, train_acc, test_loss, test_acc, valid_loss, valid_acc, seconds, lr)`.
 """
-function run_job(job_toml::AbstractString, xtrain, ytrain, xtest, ytest, xvalid, yvalid, permutations,
-                 report, say, started, trace, poll, weights...)
+function run_job(job_toml::AbstractString, weights...; xtrain, ytrain, xtest, ytest, xvalid = nothing,
+                 yvalid = nothing, permutations = nothing, lr_factors = nothing, report, say, started,
+                 saved = nothing, trace = nothing, poll = nothing)
     job = TOML.parse(job_toml)
     lockstep = get(job, "mode", "lockstep") == "lockstep"
     if lockstep && (permutations === nothing || isempty(weights))
@@ -57,7 +58,8 @@ function run_job(job_toml::AbstractString, xtrain, ytrain, xtest, ytest, xvalid,
                    valid_data = xvalid === nothing ? nothing : (xvalid, yvalid),
                    weights = lockstep ? weight_pairs : nothing,
                    permutations = lockstep ? permutations : nothing,
-                   report = report_numbers, say = line -> say(line), started, trace, poll,
+                   lr_factors = lr_factors === nothing ? nothing : Vector{Float64}(lr_factors),
+                   report = report_numbers, say = line -> say(line), started, saved, trace, poll,
                    args_from_job(job)...)
     return String(status)
 end

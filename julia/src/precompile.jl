@@ -7,10 +7,11 @@
 # ones. Nothing is written or printed. Outside precompilation (`include`d from source) nothing runs.
 
 @setup_workload begin
-    rule(name) = Dict{String,Any}("rule" => name, "eta" => 3e-4)
+    rule(name, fields...) = Dict{String,Any}("rule" => name, "eta" => 3e-4, "beta" => [0.9, 0.999], fields...)
+    adam = rule("Adam", "epsilon" => 1e-8)
     decay = Dict{String,Any}("rule" => "WeightDecay", "lambda" => 1e-6)
-    chains = [[rule("Adam")], [decay, rule("Adam")], [decay, rule("ADAMW_flux012")],
-              [decay, rule("NAdam")], [decay, rule("AdaBelief_flux012")]]
+    chains = [[adam], [decay, adam], [decay, rule("ADAMW_flux012", "decay" => 0.0)],
+              [decay, rule("NAdam", "epsilon" => 1e-8)], [decay, rule("AdaBelief_flux012")]]
     quiet = (report = (a...) -> nothing, say = line -> nothing, started = e -> nothing,
              trace = (a...) -> nothing, poll = () -> nothing, checktime = 0, progress = false, resume = false)
     @compile_workload begin

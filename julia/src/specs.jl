@@ -9,7 +9,8 @@
 #     Dict("kind" => "dense", "in" => 256, "out" => 120, "act" => "relu")
 #     Dict("kind" => "dropout", "p" => 0.3)
 #
-# A rule spec names an Optimisers.jl rule and its fields, as in `optim_spec.py`:
+# A rule spec names an Optimisers.jl rule and every one of its fields, as `optim_spec.py` writes them
+# (the defaults live there, in its table RULES, not here):
 #
 #     Dict("rule" => "Adam", "eta" => 3e-4, "beta" => [0.9, 0.999], "epsilon" => 1e-8)
 #
@@ -98,7 +99,7 @@ end
 
 The optimisation rule for a vector of rule specs: the rule itself for one spec, else an
 `OptimiserChain` of them, left to right (the output of one is the gradient of the next).
-Missing fields take the defaults of Optimisers.jl (of Flux 0.12 for the `*_flux012` rules).
+Every field of a rule must be given (a missing one is an error, not a default of ours).
 """
 function build_rule(rules::AbstractVector)
     isempty(rules) && throw(ArgumentError("an optimiser needs at least one rule"))
@@ -106,28 +107,33 @@ function build_rule(rules::AbstractVector)
     return length(built) == 1 ? only(built) : OptimiserChain(built...)
 end
 
-rule_number(spec, key, default) = Float64(get(spec, key, default))
+function rule_field(spec, key)
+    haskey(spec, key) || throw(ArgumentError("rule $(spec["rule"]) needs its field $(repr(key)); a spec gives every field"))
+    return spec[key]
+end
+
+rule_number(spec, key) = Float64(rule_field(spec, key))
 
 function rule_beta(spec)
-    b = get(spec, "beta", (0.9, 0.999))
+    b = rule_field(spec, "beta")
     length(b) == 2 || throw(ArgumentError("rule $(spec["rule"]): beta must be a pair, got $b"))
     return (Float64(b[1]), Float64(b[2]))
 end
 
 # Each rule of the Python package's table (fluxlenet.optim_spec.RULES), built from its spec: one line
-# a rule. Missing fields take the defaults of Optimisers.jl (of Flux 0.12 for the `*_flux012` rules).
+# a rule, every field read from the spec.
 const RULE_BUILDERS = Dict{String,Function}(
-    "Descent" => s -> Descent(rule_number(s, "eta", 0.1)),
-    "Momentum" => s -> Momentum(rule_number(s, "eta", 0.01), rule_number(s, "rho", 0.9)),
-    "Nesterov" => s -> Nesterov(rule_number(s, "eta", 0.001), rule_number(s, "rho", 0.9)),
-    "Adam" => s -> Adam(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-8)),
-    "NAdam" => s -> NAdam(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-8)),
-    "AdamW" => s -> AdamW(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "lambda", 0.0),
-                          rule_number(s, "epsilon", 1e-8); couple = Bool(get(s, "couple", true))),
-    "AdaBelief" => s -> AdaBelief(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "epsilon", 1e-16)),
-    "WeightDecay" => s -> WeightDecay(rule_number(s, "lambda", 5e-4)),
-    "ADAMW_flux012" => s -> ADAMW_flux012(rule_number(s, "eta", 1e-3), rule_beta(s), rule_number(s, "decay", 0.0)),
-    "AdaBelief_flux012" => s -> AdaBelief_flux012(rule_number(s, "eta", 1e-3), rule_beta(s)),
+    "Descent" => s -> Descent(rule_number(s, "eta")),
+    "Momentum" => s -> Momentum(rule_number(s, "eta"), rule_number(s, "rho")),
+    "Nesterov" => s -> Nesterov(rule_number(s, "eta"), rule_number(s, "rho")),
+    "Adam" => s -> Adam(rule_number(s, "eta"), rule_beta(s), rule_number(s, "epsilon")),
+    "NAdam" => s -> NAdam(rule_number(s, "eta"), rule_beta(s), rule_number(s, "epsilon")),
+    "AdamW" => s -> AdamW(rule_number(s, "eta"), rule_beta(s), rule_number(s, "lambda"), rule_number(s, "epsilon");
+                          couple = Bool(rule_field(s, "couple"))),
+    "AdaBelief" => s -> AdaBelief(rule_number(s, "eta"), rule_beta(s), rule_number(s, "epsilon")),
+    "WeightDecay" => s -> WeightDecay(rule_number(s, "lambda")),
+    "ADAMW_flux012" => s -> ADAMW_flux012(rule_number(s, "eta"), rule_beta(s), rule_number(s, "decay")),
+    "AdaBelief_flux012" => s -> AdaBelief_flux012(rule_number(s, "eta"), rule_beta(s)),
 )
 
 function rule_from_spec(spec)
@@ -150,26 +156,4 @@ function learning_rate(rule)
     isempty(etas) && return nothing
     length(etas) == 1 || throw(ArgumentError("the chain $rule has $(length(etas)) learning rates; a schedule needs one"))
     return Float64(only(etas))
-end
-
-"""
-    lr_factor(step, steps_per_epoch; warmup_epochs = 0, milestones = Int[], gamma = 0.1)
-
-Multiplier of eta for optimiser step `step` (0-based, counted over the whole run): a linear
-warm-up `(step + 1) / (warmup_epochs * steps_per_epoch)` up to 1, times `gamma` for each
-milestone epoch already completed (as torch's MultiStepLR stepped once per epoch). The same
-formula as `fluxlenet.optim_spec.lr_factor`.
-"""
-function lr_factor(step::Integer, steps_per_epoch::Integer; warmup_epochs = 0.0, milestones = Int[], gamma = 0.1)
-    factor = 1.0
-    if warmup_epochs > 0
-        factor = min(1.0, (step + 1) / (warmup_epochs * steps_per_epoch))
-    end
-    completed_epochs = step ÷ steps_per_epoch
-    for m in milestones
-        if completed_epochs >= m
-            factor *= gamma
-        end
-    end
-    return factor
 end

@@ -18,9 +18,6 @@ Base.@kwdef mutable struct Args
     layers = LENET5      ## the model, as layer specs (see `build_model`)
     rules = nothing      ## the optimiser, as rule specs (see `build_rule`); nothing: the post's ADAM(η)
     steps = nothing      ## a budget of optimiser steps instead of whole epochs (the last epoch cut short)
-    warmup_epochs = 0.0  ## linear warm-up of η over this many epochs (see `lr_factor`)
-    milestones = Int[]   ## η times `gamma` from each of these epochs on
-    gamma = 0.1
     T = Float32          ## element type of model, data and hyperparameters (Float64: an f64 run)
     trace_steps = 0      ## hand the loss and a parameter checksum of the first steps to `trace`
     flush_subnormals = false  ## set_zero_subnormals(true) on every Julia thread (faster L2 runs)
@@ -49,7 +46,7 @@ end
 The post's optimiser: `ADAM(η)`, wrapped as `Optimiser(WeightDecay(λ), ADAM(η))` when `λ > 0`.
 """
 function post_rules(args::Args)
-    adam = Dict{String,Any}("rule" => "Adam", "eta" => Float64(args.η))
+    adam = Dict{String,Any}("rule" => "Adam", "eta" => Float64(args.η), "beta" => [0.9, 0.999], "epsilon" => 1e-8)
     return args.λ > 0 ? [Dict{String,Any}("rule" => "WeightDecay", "lambda" => Float64(args.λ)), adam] : [adam]
 end
 
@@ -171,10 +168,13 @@ The post's loop. `train_data = (x, y)` and `test_data` as for `prepare`: images 
 - `weights = nothing`: initial `(weight, bias)` pairs in Flux layout (see `build_model`);
 - `permutations = nothing`: an `N×epochs` matrix, column `e` the 0-based sample order of epoch
   `e` (lockstep runs); without it the batches come from `Flux.DataLoader(...; shuffle = true)`;
+- `lr_factors = nothing`: a schedule, the multiplier of the rule's `eta` for every optimiser step
+  of the run (entry `s` for step `s`, counted over the whole run); without it `eta` throughout;
 - `report(epoch, train, test, valid, seconds, lr)`: each report (`train = (loss = ..., acc = ...)`;
   `valid`, and `seconds` at epoch 0, may be `nothing`); prints the post's line by default;
 - `say(line)`: other messages ("Model saved in ..."); `@info` by default;
 - `started(epoch)`: called once, with 0 for a fresh run or the epoch a resumed run goes on from;
+- `saved(epoch)`: after each checkpoint is written;
 - `trace(step, loss, checksum)`: for each of the first `trace_steps` steps, the batch loss and
   the sum of all parameters (Float64) before the update;
 - `poll()`: called every few steps (lets a host language notice an interrupt).
@@ -182,8 +182,8 @@ The post's loop. `train_data = (x, y)` and `test_data` as for `prepare`: images 
 Returns `:diverged` as soon as a reported loss is NaN or infinite.
 """
 function train(train_data, test_data; valid_data = nothing, weights = nothing, permutations = nothing,
-               report = print_report, say = line -> @info(line), started = nothing, trace = nothing,
-               poll = nothing, kws...)
+               lr_factors = nothing, report = print_report, say = line -> @info(line), started = nothing,
+               saved = nothing, trace = nothing, poll = nothing, kws...)
     args = Args(; kws...)
     T = args.T
     if !zero_subnormals!(args.flush_subnormals)
@@ -209,12 +209,15 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
     if permutations !== nothing && size(permutations) != (n, total_epochs)
         throw(DimensionMismatch("permutations must be $n×$total_epochs (samples × epochs), got $(size(permutations))"))
     end
+    total_steps = sum(steps_in_epoch, 1:total_epochs)
+    if lr_factors !== nothing && length(lr_factors) < total_steps
+        throw(DimensionMismatch("lr_factors must have one factor for each of the $total_steps steps, got $(length(lr_factors))"))
+    end
 
     ## MODEL AND OPTIMISER
     rule = build_rule(args.rules === nothing ? post_rules(args) : args.rules)
     eta = learning_rate(rule)
-    schedule = (warmup_epochs = args.warmup_epochs, milestones = args.milestones, gamma = args.gamma)
-    scheduled = args.warmup_epochs > 0 || !isempty(args.milestones)
+    scheduled = lr_factors !== nothing
     scheduled && eta === nothing && throw(ArgumentError("a schedule needs a rule with a learning rate"))
     model, opt_state, start_epoch, step = initial_state(args, layers, weights, rule)
     started === nothing || started(start_epoch)
@@ -226,7 +229,7 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
         train = eval_loss_accuracy(eval_loaders.train, model)
         test = eval_loss_accuracy(eval_loaders.test, model)
         valid = eval_loaders.valid === nothing ? nothing : eval_loss_accuracy(eval_loaders.valid, model)
-        lr = eta === nothing ? nothing : eta * lr_factor(max(step - 1, 0), steps_per_epoch; schedule...)
+        lr = eta === nothing ? nothing : scheduled ? eta * lr_factors[max(step, 1)] : eta  ## the last step's
         report(epoch, train, test, valid, seconds, lr)
         return all(isfinite, (train.loss, test.loss, (valid === nothing ? () : (valid.loss,))...))
     end
@@ -245,7 +248,7 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
         started_at = time()
         for (x, y) in Iterators.take(batches, nsteps)
             if scheduled
-                f = lr_factor(step, steps_per_epoch; schedule...)
+                f = lr_factors[step + 1]
                 if f != factor  # Optimisers.adjust! replaces eta and keeps the state
                     Optimisers.adjust!(opt_state, eta * f)
                     factor = f
@@ -271,6 +274,7 @@ function train(train_data, test_data; valid_data = nothing, weights = nothing, p
         if args.checktime > 0 && (epoch % args.checktime == 0 || last_epoch)
             modelpath = save_checkpoint(args.savepath, model, opt_state, epoch, step; say)
             say("Model saved in \"$(modelpath)\"")
+            saved === nothing || saved(epoch)
         end
     end
     return :finished

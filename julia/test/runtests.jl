@@ -1,7 +1,7 @@
 # Tests of the FluxLeNet package: julia --project=julia -e 'using Pkg; Pkg.test()'
 
 using FluxLeNet
-using FluxLeNet: build_model, build_rule, lr_factor, train, load_checkpoint, LENET5
+using FluxLeNet: build_model, build_rule, train, load_checkpoint, LENET5
 using Flux
 using Flux: onehotbatch
 using Optimisers
@@ -12,6 +12,7 @@ import BSON
 const FL = FluxLeNet
 
 spec(pairs...) = Dict{String,Any}(pairs...)
+const BETA = "beta" => [0.9, 0.999]  # a spec gives every field of its rule (fluxlenet.optim_spec writes them)
 
 conv(k, cin, cout; pad = 0, act = "relu") =
     spec("kind" => "conv", "kernel" => k, "in" => cin, "out" => cout, "pad" => pad, "act" => act)
@@ -138,13 +139,13 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
             ([spec("rule" => "Momentum", "eta" => 0.01, "rho" => 0.8)], ("Momentum", (; eta = 0.01, rho = 0.8))),
             ([spec("rule" => "Nesterov", "eta" => 0.01, "rho" => 0.9)], ("Nesterov", (; eta = 0.01, rho = 0.9))),
             ([spec("rule" => "Adam", "eta" => 3e-4, "beta" => [0.9, 0.999], "epsilon" => 1e-8)], ("Adam", (; eta = 3e-4))),
-            ([spec("rule" => "NAdam", "eta" => 1e-3)], ("NAdam", (; eta = 1e-3))),
-            ([spec("rule" => "AdamW", "eta" => 1e-3, "lambda" => 0.1, "couple" => true)],
+            ([spec("rule" => "NAdam", "eta" => 1e-3, BETA, "epsilon" => 1e-8)], ("NAdam", (; eta = 1e-3))),
+            ([spec("rule" => "AdamW", "eta" => 1e-3, BETA, "lambda" => 0.1, "epsilon" => 1e-8, "couple" => true)],
              ("AdamW", (; eta = 1e-3, lambda = 0.1, couple = true))),
-            ([spec("rule" => "AdamW", "eta" => 1e-3, "lambda" => 0.1, "couple" => false)],
+            ([spec("rule" => "AdamW", "eta" => 1e-3, BETA, "lambda" => 0.1, "epsilon" => 1e-8, "couple" => false)],
              ("AdamW", (; eta = 1e-3, lambda = 0.1, couple = false))),
-            ([spec("rule" => "AdaBelief", "eta" => 1e-3)], ("AdaBelief", (; eta = 1e-3, eps = 1e-16))),
-            ([spec("rule" => "WeightDecay", "lambda" => 1e-2), spec("rule" => "Adam", "eta" => 1e-3)],
+            ([spec("rule" => "AdaBelief", "eta" => 1e-3, BETA, "epsilon" => 1e-16)], ("AdaBelief", (; eta = 1e-3, eps = 1e-16))),
+            ([spec("rule" => "WeightDecay", "lambda" => 1e-2), spec("rule" => "Adam", "eta" => 1e-3, BETA, "epsilon" => 1e-8)],
              ("WeightDecay+Adam", (; eta = 1e-3, lambda = 1e-2))),
             ([spec("rule" => "ADAMW_flux012", "eta" => 1e-3, "beta" => [0.9, 0.999], "decay" => 0.05)],
              ("ADAMW_flux012", (; eta = 1e-3, decay = 0.05))),
@@ -157,9 +158,18 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
             end
         end
 
-        @test build_rule([spec("rule" => "WeightDecay", "lambda" => 1e-6), spec("rule" => "Adam")]) isa OptimiserChain
-        @test build_rule([spec("rule" => "AdamW", "couple" => false)]).couple == false
-        @test build_rule([spec("rule" => "AdaBelief")]).epsilon == 1e-16
+        adam = spec("rule" => "Adam", "eta" => 1e-3, BETA, "epsilon" => 1e-8)
+        @test build_rule([spec("rule" => "WeightDecay", "lambda" => 1e-6), adam]) isa OptimiserChain
+        @test build_rule([spec("rule" => "AdamW", "eta" => 1e-3, BETA, "lambda" => 0.0, "epsilon" => 1e-8,
+                               "couple" => false)]).couple == false
+        @test build_rule([spec("rule" => "AdaBelief", "eta" => 1e-3, BETA, "epsilon" => 1e-16)]).epsilon == 1e-16
+        # no defaults of its own: a field missing from a spec is an error that names it
+        err = try
+            build_rule([spec("rule" => "AdaBelief", "eta" => 1e-3, BETA)])
+        catch e
+            e
+        end
+        @test err isa ArgumentError && occursin("\"epsilon\"", err.msg)
         @test_throws ArgumentError build_rule([spec("rule" => "RMSProp")])
         @test_throws ArgumentError build_rule(Dict{String,Any}[])
         # Flux 0.12 ADAMW with its default decay 0 is ADAM
@@ -178,17 +188,10 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         @test_throws DomainError ADAMW_flux012(-1.0)
     end
 
-    @testset "schedule: the formula of optim_spec.lr_factor" begin
-        @test lr_factor(0, 100; warmup_epochs = 2) == 0.005
-        @test lr_factor(57, 100; warmup_epochs = 2) == 0.29
-        @test lr_factor(199, 100; warmup_epochs = 2) == 1.0
-        @test lr_factor(99, 100; milestones = [1], gamma = 0.1) == 1.0
-        @test lr_factor(100, 100; milestones = [1], gamma = 0.1) == 0.1
-        @test lr_factor(250, 100; milestones = [1, 2], gamma = 0.5) == 0.25
-        @test lr_factor(30, 7; warmup_epochs = 0.5, milestones = [2, 4], gamma = 0.3) == 0.09
+    @testset "the learning rate a schedule scales" begin
         @test FL.learning_rate(build_rule([spec("rule" => "WeightDecay", "lambda" => 1e-6),
-                                            spec("rule" => "Adam", "eta" => 3e-4)])) == 3e-4
-        @test FL.learning_rate(build_rule([spec("rule" => "WeightDecay")])) === nothing
+                                            spec("rule" => "Adam", "eta" => 3e-4, BETA, "epsilon" => 1e-8)])) == 3e-4
+        @test FL.learning_rate(build_rule([spec("rule" => "WeightDecay", "lambda" => 1e-6)])) === nothing
     end
 
     @testset "flushing subnormals, on every thread" begin
@@ -264,11 +267,15 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         @test status == :finished && [r.e for r in reports] == [0, 1, 2] && length(traced) == 5
         @test reports[end].va isa NamedTuple
 
-        # a warm-up schedule adjusts eta: the reported lr is that of the last step taken
+        # a schedule (a warm-up over 2 epochs of 3 steps, as fluxlenet computes it) adjusts eta: the
+        # reported lr is that of the last step taken; too few factors for the run's steps are refused
         empty!(reports)
-        train((xtrain, ytrain), (xtest, ytest); epochs = 2, batchsize = 32, warmup_epochs = 2, checktime = 0,
-              progress = false, resume = false, hooks...)
+        train((xtrain, ytrain), (xtest, ytest); epochs = 2, batchsize = 32, lr_factors = [(s + 1) / 6 for s in 0:5],
+              checktime = 0, progress = false, resume = false, hooks...)
         @test [r.lr for r in reports] ≈ 3e-4 .* [1 / 6, 3 / 6, 6 / 6]
+        @test_throws DimensionMismatch train((xtrain, ytrain), (xtest, ytest); epochs = 2, batchsize = 32,
+                                             lr_factors = ones(5), checktime = 0, progress = false, resume = false,
+                                             hooks...)
 
         # NaN or Inf in the data is refused before training (NNlib's max pooling would drop a NaN
         # that torch's propagates: the two backends would not agree on what it means)
@@ -310,9 +317,6 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         infotime = 1
         checktime = 1
         savepath = $(repr(dir))
-        warmup_epochs = 0.0
-        milestones = []
-        gamma = 0.1
         precision = "float64"
         mode = "lockstep"
         trace_steps = 2
@@ -350,21 +354,22 @@ tiny_data(n; seed = 1) = (Random.seed!(seed); (rand(Float32, 28, 28, 1, n), rand
         beta = [0.9, 0.999]
         epsilon = 1e-08
         """
-        rows, said, traced = [], String[], []
+        rows, said, traced, checkpoints = [], String[], [], Int[]
         weights = [randn(Float64, 5, 5, 1, 6), zeros(6), randn(Float64, 10, 864) ./ 30, zeros(10)]
         perms = hcat([randperm(64) .- 1 for _ in 1:2]...)
-        status = FL.run_job(job, xtrain, ytrain, xtest, ytest, nothing, nothing, perms,
-                            (a...) -> push!(rows, a), line -> push!(said, line), e -> nothing,
-                            (a...) -> push!(traced, a), () -> nothing, weights...)
+        status = FL.run_job(job, weights...; xtrain, ytrain, xtest, ytest, xvalid = nothing, yvalid = nothing,
+                            permutations = perms, lr_factors = nothing, report = (a...) -> push!(rows, a),
+                            say = line -> push!(said, line), started = e -> nothing, saved = e -> push!(checkpoints, e),
+                            trace = (a...) -> push!(traced, a), poll = () -> nothing)
         @test status == "finished"
         @test [r[1] for r in rows] == [0, 1, 2] && all(r -> r[6] === nothing && r[7] === nothing, rows)
         @test all(r -> r[2] isa Float64 && r[9] == 3e-4, rows)
-        @test length(traced) == 2 && count(startswith("Model saved in"), said) == 2
+        @test length(traced) == 2 && count(startswith("Model saved in"), said) == 2 && checkpoints == [1, 2]
         BSON.@load joinpath(dir, "model.bson") model epoch
         @test epoch == 2 && eltype(model[1].weight) == Float64
-        @test_throws ArgumentError FL.run_job(replace(job, "resume = true" => "resume = false"), xtrain, ytrain,
-                                              xtest, ytest, nothing, nothing, nothing, (a...) -> nothing,
-                                              println, e -> nothing, (a...) -> nothing, () -> nothing)
+        @test_throws ArgumentError FL.run_job(replace(job, "resume = true" => "resume = false"); xtrain, ytrain,
+                                              xtest, ytest, report = (a...) -> nothing, say = println,
+                                              started = e -> nothing)
         args = FL.args_from_job(FL.TOML.parse(job))
         @test args.T == Float64 && args.batchsize == 32 && !haskey(args, :flush_subnormals)
         # keys the document lacks keep Args' defaults (this job has no flush_subnormals); unknown keys are refused
