@@ -37,7 +37,7 @@ const LENET5 = [
 const ACTIVATIONS = Dict("identity" => identity, "relu" => relu, "sigmoid" => sigmoid, "tanh" => tanh)
 
 function activation(spec)
-    name = get(spec, "act", "identity")
+    name = spec["act"]
     haskey(ACTIVATIONS, name) && return ACTIVATIONS[name]
     known = join(sort!(collect(keys(ACTIVATIONS))), ", ")
     throw(ArgumentError("unknown activation $(repr(name)); known: $known"))
@@ -61,29 +61,39 @@ function build_model(layers; weights = nothing, T::Type{<:AbstractFloat} = Float
     return T === Float64 ? f64(model) : model
 end
 
+# Each layer kind of the Python package's table (fluxlenet.models.LAYERS), built from its spec: one
+# function a kind. `params` is the kind's (weight, bias) pair in Flux layout, or `nothing` for Flux's
+# own initialisation (native mode); kinds without weights get `nothing`.
+conv_layer(s, params, T) =
+    params === nothing ? Conv((s["kernel"], s["kernel"]), s["in"] => s["out"], activation(s); pad = s["pad"]) :
+                         Conv(Array{T}(params[1]), Vector{T}(vec(params[2])), activation(s); pad = s["pad"])
+
+dense_layer(s, params, T) =
+    params === nothing ? Dense(s["in"] => s["out"], activation(s)) :
+                         Dense(Matrix{T}(params[1]), Vector{T}(vec(params[2])), activation(s))
+
+const LAYER_BUILDERS = Dict{String,Function}(
+    "conv" => conv_layer,
+    "dense" => dense_layer,
+    "maxpool" => (s, params, T) -> MaxPool((s["size"], s["size"])),
+    "meanpool" => (s, params, T) -> MeanPool((s["size"], s["size"])),
+    "flatten" => (s, params, T) -> Flux.flatten,
+    "dropout" => (s, params, T) -> Dropout(Float64(s["p"])),
+)
+
+# The Flux layout of the weight of each kind that has one (fluxlenet.backends.flux_layout.FLUX_SHAPE).
+const WEIGHT_SHAPES = Dict{String,Function}(
+    "conv" => s -> (s["kernel"], s["kernel"], s["in"], s["out"]),
+    "dense" => s -> (s["out"], s["in"]),
+)
+
 function build_layer(spec, pending, T)
     kind = spec["kind"]
-    if kind == "conv"
-        k, cin, cout = spec["kernel"], spec["in"], spec["out"]
-        pad = get(spec, "pad", 0)
-        pending === nothing && return Conv((k, k), cin => cout, activation(spec); pad)
-        w, b = next_params!(pending, spec, (k, k, cin, cout), cout)
-        return Conv(Array{T}(w), Vector{T}(vec(b)), activation(spec); pad)
-    elseif kind == "dense"
-        nin, nout = spec["in"], spec["out"]
-        pending === nothing && return Dense(nin => nout, activation(spec))
-        w, b = next_params!(pending, spec, (nout, nin), nout)
-        return Dense(Matrix{T}(w), Vector{T}(vec(b)), activation(spec))
-    elseif kind == "maxpool"
-        return MaxPool((spec["size"], spec["size"]))
-    elseif kind == "meanpool"
-        return MeanPool((spec["size"], spec["size"]))
-    elseif kind == "flatten"
-        return Flux.flatten
-    elseif kind == "dropout"
-        return Dropout(Float64(spec["p"]))
-    end
-    throw(ArgumentError("unknown layer kind $(repr(kind)); known: conv, maxpool, meanpool, flatten, dense, dropout"))
+    haskey(LAYER_BUILDERS, kind) ||
+        throw(ArgumentError("unknown layer kind $(repr(kind)); known: $(join(sort(collect(keys(LAYER_BUILDERS))), ", "))"))
+    params = pending === nothing || !haskey(WEIGHT_SHAPES, kind) ? nothing :
+             next_params!(pending, spec, WEIGHT_SHAPES[kind](spec), spec["out"])
+    return LAYER_BUILDERS[kind](spec, params, T)
 end
 
 function next_params!(pending, spec, wsize, nbias)
