@@ -110,7 +110,8 @@ def add_setting_options(p: argparse.ArgumentParser, group: str, defaults: bool) 
 def add_run_options(p: argparse.ArgumentParser, sweep: bool) -> None:
     """Options shared by `sweep`, `train` and `reproduce`: how and on what the runs happen."""
     p.add_argument("--backend", choices=["auto", "torch", "flux", "both"], default="auto",
-                   help="auto (default): Flux and PyTorch when Julia is set up, else PyTorch alone with a notice")
+                   help="auto (default): Flux and PyTorch; sets Julia up on first use where the network is "
+                        "reachable (about 1 GB, minutes), else PyTorch alone with a notice. torch: PyTorch alone")
     add_setting_options(p, "run", defaults=False)
     if sweep:
         p.add_argument("--seeds", type=seed_list, default=None, help="repeat every run for each seed, e.g. 1,2,3")
@@ -251,9 +252,9 @@ def overrides(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def choose_backends(requested: str, notes: list[str]) -> list[str]:
+def choose_backends(requested: str, notes: list[str], configs: list[RunConfig], echo) -> list[str]:
     """The backends to run; what the user should know about the choice goes into `notes`, said
-    once the inputs are known to be sound."""
+    once the inputs are known to be sound. `auto` sets Julia up on first use (set_up_julia_first)."""
     if requested == "torch":
         return ["torch"]
     from .julia_env import julia_status
@@ -262,11 +263,36 @@ def choose_backends(requested: str, notes: list[str]) -> list[str]:
         raise NoJulia(reason)
     if requested == "flux":
         return ["flux"]
-    if requested == "both" or ready:
+    if requested == "both" or ready or set_up_julia_first(configs, echo, notes):
         return ["torch", "flux"]
     notes.append(f"NOTE: Flux was not run: {reason}")
     notes.append("NOTE: running PyTorch alone; its results are not a Flux comparison.")
     return ["torch"]
+
+
+def set_up_julia_first(configs: list[RunConfig], echo, notes: list[str]) -> bool:
+    """`--backend auto` where Julia is not set up: set it up now, once, as juliacall and PySR do on first
+    import (minutes, about 1 GB), when the network is reachable and no earlier automatic set-up failed;
+    True when Julia is then ready. Offline, or after a failure (`setup-julia` tries again), False, with
+    a note of the failure."""
+    from .julia_env import (SETUP_COMMAND, JuliaSetupError, earlier_setup_failure, network_reachable,
+                            record_setup_failure, setup_julia)
+    failed = earlier_setup_failure()
+    if failed:
+        notes.append(f"NOTE: {failed}; `{SETUP_COMMAND}` tries again")
+        return False
+    if not network_reachable(timeout_s=3.0)[0]:
+        return False  # offline: PyTorch alone, with the usual note
+    check_inputs(configs, echo)  # a mistake in the inputs is said before minutes of downloads
+    echo("NOTE: the Flux backend needs Julia, not yet set up here: setting it up now, once (about 1 GB, "
+         "several minutes; --backend torch runs PyTorch alone without it)")
+    try:
+        setup_julia(echo=echo)
+        return True
+    except JuliaSetupError as e:
+        record_setup_failure(str(e))
+        notes.append(f"NOTE: the automatic Julia set-up failed ({e}); `{SETUP_COMMAND}` tries again")
+        return False
 
 
 def check_inputs(configs: list[RunConfig], echo) -> None:
@@ -514,7 +540,7 @@ def cmd_sweep(args, echo) -> int:
     else:
         sweep = sweeps.load(args.sweep)
     configs = sweep_configs(sweep, args, args.seeds)
-    backends = choose_backends(args.backend, notes)
+    backends = choose_backends(args.backend, notes, configs, echo)
     notes.append(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
                  f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
@@ -550,7 +576,7 @@ def cmd_train(args, echo) -> int:
     values = {f.name: getattr(args, f.name) for f in RunConfig.settings(cli="train")}
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
     notes = []
-    backends = choose_backends(args.backend, notes)
+    backends = choose_backends(args.backend, notes, [cfg], echo)
     return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes, seed_groups=False)
 
 
@@ -646,7 +672,7 @@ def cmd_reproduce(args, echo) -> int:
         # every run of a seed before the next seed, the write-up's own seed (its replay) first: early figures
         configs.sort(key=lambda c: (c.seed != target.replay_seed, c.seed))
         notes = []
-        backends = choose_backends(args.backend, notes)
+        backends = choose_backends(args.backend, notes, configs, echo)
         variants = replay_variant_configs(target, configs)
         notes.append(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
                      f"backends: {', '.join(backends)}"

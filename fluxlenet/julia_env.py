@@ -10,8 +10,10 @@ its Julia installs before any resolve (`STATE`), a Julia that fits without insta
 
 - `julia_status()`  -> (ready, reason): fast (well under a second; it waits, as `import juliacall`
                      does, while another process holds juliapkg's resolve lock), no downloads;
-- `setup_julia()`   the one-time set-up (`python -m fluxlenet setup-julia`): downloads and
-                     precompiles in a child process, with a network check first and a time limit;
+- `setup_julia()`   the one-time set-up (`python -m fluxlenet setup-julia`, or `--backend auto` on
+                     first use): downloads and precompiles in a child process, with a network check
+                     first and a time limit; an automatic set-up that failed is recorded
+                     (`earlier_setup_failure()`), so that it is not tried again on every command;
 - `doctor_lines()`  versions of everything involved, for `python -m fluxlenet doctor`.
 
 The Julia dependencies are declared in `fluxlenet/juliapkg.json`, the FluxLeNet Julia package among
@@ -44,6 +46,35 @@ SETUP_TIMEOUT_S = 3600.0
 
 class JuliaSetupError(Exception):
     """The Julia side could not be set up; the message says why and what to do."""
+
+
+def _setup_failure_file() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fluxlenet" / "julia-setup-failed.json"
+
+
+def earlier_setup_failure() -> str | None:
+    """What an earlier automatic set-up that failed said, with its date; None when there was none (or the
+    set-up has succeeded since). `--backend auto` does not try again: `setup-julia` does."""
+    try:
+        doc = json.loads(_setup_failure_file().read_text(encoding="utf-8"))
+        return f"the automatic Julia set-up of {doc['when']} failed ({doc['error']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_setup_failure(error: str) -> None:
+    import time
+    path = _setup_failure_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"when": time.strftime("%Y-%m-%d %H:%M"), "error": error}), encoding="utf-8")
+    except OSError:  # a read-only home: the next command tries again, no worse
+        pass
+
+
+def clear_setup_failure() -> None:
+    with contextlib.suppress(OSError):
+        _setup_failure_file().unlink()
 
 
 # ------------------------------------------------------------------ where things are
@@ -319,6 +350,7 @@ def setup_julia(echo=print, timeout_s: float = SETUP_TIMEOUT_S) -> None:
     ready, reason = julia_status()
     if not ready:
         raise JuliaSetupError(f"the set-up ran, but Julia is still not ready: {reason}")
+    clear_setup_failure()
     echo(f"Julia is ready: {reason}")
 
 
