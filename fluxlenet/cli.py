@@ -656,7 +656,7 @@ def cmd_report(args, echo) -> int:
 
 
 def cmd_reproduce(args, echo) -> int:
-    from . import reproduce, runner
+    from . import reproduce, reproduce_report, runner
     from .targets import TARGETS
     check_run_options(args)
     target = TARGETS[args.target]
@@ -682,7 +682,7 @@ def cmd_reproduce(args, echo) -> int:
         execute(configs, backends, lambda c: runner.run_dir(runs_dir, c),
                 [runs_dir / n for n in names + sorted({c.sweep for c in variants})], args, echo, notes,
                 extra=[(c, variant_backends) for c in variants], sweeps_of={runs_dir / n: loaded[n] for n in names})
-    written = reproduce.write_report(target, runs_dir, policy, names, args.published)
+    written = reproduce_report.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():
         echo(line)

@@ -1,17 +1,24 @@
 """The plots of the reports (PNG, matplotlib): curves per epoch with seed bands, Flux - PyTorch
-differences, final accuracies, step traces. Each is written atomically and closed."""
+differences, final accuracies, step traces; for a reproduction (fluxlenet.reproduce_report), the
+write-up's performance and training time comparisons and our seed bands against the published line.
+Each is written atomically and closed."""
 
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from parity.compare import SweepResult, seed_stats
+from parity import reproduction
+from parity.compare import BACKEND_NAMES, SweepResult, seed_stats
 
 from .fsutil import atomic_path
+from .reproduce import GAP_METRICS, SIDES, Reproduction, seconds_sample
+from .runs import RunFiles
 from .summaries import side_name
 
 
@@ -299,3 +306,122 @@ def _make_plots(result: SweepResult, folder: Path) -> dict[str, Path]:
         if optional not in plots.values():
             optional.unlink(missing_ok=True)  # left by an earlier report of this folder
     return plots
+
+
+def epoch_bands(runs: list[RunFiles], metric: str) -> pd.DataFrame:
+    """Per epoch over seeds: mean, sd, min, max, n (each epoch from the seeds that reached it)."""
+    epochs = sorted({int(e) for r in runs for e in r.log.index if metric in r.log})
+    rows = {}
+    for epoch in epochs:
+        s = reproduction.sample_of(reproduction.figure_values(runs, metric, epoch)[1])
+        if s.n:
+            rows[epoch] = {"mean": s.mean, "sd": s.sd if s.sd is not None else 0.0, "min": s.min, "max": s.max,
+                           "n": s.n}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_bands(rep: Reproduction, sweep: str, path: Path) -> Path:
+    """Test accuracy and loss per epoch: each framework's seed band (mean ± sd, min–max), the published line."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    runs = [j for j in rep.judged if j.sweep == sweep]
+    cols = len(runs)
+    fig, axes = plt.subplots(2, cols, figsize=(3.8 * cols, 6.2), squeeze=False)
+    for col, j in enumerate(runs):
+        for row, metric in enumerate(GAP_METRICS):
+            ax = axes[row][col]
+            for side, side_runs in j.sides.items():
+                band = epoch_bands(side_runs, metric)
+                if band.empty:
+                    continue
+                colour = SIDE_COLOURS.get(side)
+                n = int(band.n.max())
+                ax.plot(band.index, band["mean"], "-", color=colour, marker="o", markersize=3,
+                        label=f"{BACKEND_NAMES.get(side, side)} mean of {n}")
+                ax.fill_between(band.index, band["mean"] - band.sd, band["mean"] + band.sd, color=colour, alpha=0.3,
+                                label="± sd")
+                ax.fill_between(band.index, band["min"], band["max"], color=colour, alpha=0.12, label="min–max")
+            for side, replay in j.replays.items():
+                if metric in replay.log:
+                    ax.plot(replay.log.index, replay.log[metric], "--", color=SIDE_COLOURS.get(side),
+                            label=f"{BACKEND_NAMES.get(side, side)} replay (seed {rep.target.replay_seed})")
+            if j.applies and j.pub.epochs is not None and metric in j.pub.epochs:
+                ref = j.pub.epochs[metric].dropna()
+                ax.plot(ref.index, ref.to_numpy(), ":", color=PUBLISHED_COLOUR, marker="s", markersize=3,
+                        label="published")
+            elif j.applies and j.pub.final_value(metric) is not None:
+                last = max((int(r.log.index.max()) for rs in j.sides.values() for r in rs if len(r.log)), default=0)
+                ax.plot([last], [j.pub.final_value(metric)], "*", color=PUBLISHED_COLOUR, markersize=12,
+                        label="published (final)")
+            ax.set_title(f"{j.run}: {metric.replace('_', ' ')}", fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric.replace("_", " ").replace("acc", "accuracy (%)"))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if metric.endswith("loss"):
+                log_scale_if_positive(ax)
+            elif zoom_on_training(ax, j.sides, [metric], j.pub if j.applies else None):
+                ax.set_xlabel("epoch (epoch 0 below the axis)")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
+    title = f"{sweep}: our seeds per epoch (line: mean, dark: ± sd, light: min–max), published: black" + (
+        f", dashed: the replay of the post's own run (seed {rep.target.replay_seed})" if rep.has_replay else "")
+    fig.suptitle(textwrap.fill(title, int(9 * 3.8 * cols)), fontsize=11)
+    return save_figure(fig, path)
+
+
+def plot_comparison(rep: Reproduction, sweep: str, what: str, path: Path) -> Path:
+    """The post's "performance comparison" (final test accuracy) or "training time comparison" (seconds per
+    epoch) of a sweep: Flux | PyTorch | published per setting; bars the mean, whiskers the sd, dots the seeds."""
+    import matplotlib.pyplot as plt
+    runs = [j for j in rep.judged if j.sweep == sweep]
+    columns = list(SIDES) + ["published"]
+    width = 0.8 / len(columns)
+    width_in = max(6.0, 1.8 * len(runs) + 2)
+    fig, ax = plt.subplots(figsize=(width_in, 4.2))
+    values = []
+    for k, column in enumerate(columns):
+        for i, j in enumerate(runs):
+            x = i + (k - (len(columns) - 1) / 2) * width
+            if column == "published":
+                value = None
+                if j.applies:
+                    value = j.pub.final_value("test_acc") if what == "accuracy" else j.pub.seconds_per_epoch
+                if value is not None:
+                    ax.bar(x, value, width, color="lightgrey", edgecolor=PUBLISHED_COLOUR, hatch="//",
+                           label="published" if "published" not in ax.get_legend_handles_labels()[1] else None)
+                    ax.annotate(f"{value:.2f}" if what == "accuracy" else f"{value:.3g}", (x, value), ha="center",
+                                va="bottom", fontsize=7)
+                    values.append(value)
+                continue
+            if column not in j.sides:
+                continue
+            sample = j.final_sample(column) if what == "accuracy" else seconds_sample(j.sides[column])
+            if not sample.n:
+                continue
+            sd = sample.sd or 0.0
+            name = BACKEND_NAMES.get(column, column)
+            ax.bar(x, sample.mean, width, yerr=sd if sample.n > 1 else None, capsize=3,
+                   color=SIDE_COLOURS.get(column, "C0"),
+                   label=name if name not in ax.get_legend_handles_labels()[1] else None)
+            ax.plot([x] * sample.n, sample.values, "k.", markersize=4)
+            ax.annotate(f"{sample.mean:.2f}" if what == "accuracy" else f"{sample.mean:.3g}", (x, sample.mean + sd),
+                        ha="center", va="bottom", fontsize=7)
+            values += [sample.mean - sd, sample.mean + sd, *sample.values]
+    for side in SIDES:
+        if side not in rep.sides:
+            ax.bar([0], [0], 0, color=SIDE_COLOURS.get(side), label=f"{BACKEND_NAMES[side]}: not run")
+    ylabel = "final test accuracy (%)" if what == "accuracy" else "seconds per epoch (median of a run)"
+    if values and what == "accuracy":
+        low, high = min(values), max(values)
+        pad = max(0.5, 0.15 * (high - low))
+        if high - low < 10:  # near 99%: zoom in, and say that the axis does not start at 0
+            ax.set_ylim(max(0.0, low - pad), min(100.0, high + pad) + 0.1 * pad)
+            ylabel += ", axis cut"
+    ax.set_xticks(range(len(runs)), [j.run for j in runs])
+    ax.set_ylabel(ylabel)
+    title = f"{sweep}: {'performance' if what == 'accuracy' else 'training time'} comparison (bars: mean, " \
+            f"whiskers: sd, dots: seeds)"
+    ax.set_title(textwrap.fill(title, int(9 * width_in)), fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

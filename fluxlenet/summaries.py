@@ -1,7 +1,7 @@
 """What a sweep's report says in words and tables: its runs side by side, the checks, what ran where.
 
 Rows for fluxlenet.render (tables are (header, rows) of strings); fluxlenet.report and
-fluxlenet.reproduce assemble them into documents.
+fluxlenet.reproduce_report assemble them into documents.
 """
 
 from __future__ import annotations
