@@ -242,6 +242,22 @@ def test_native_mode_resumes_the_shuffle_rng(tmp_path):
     assert [r["epoch"] for r in figures(folder(whole, sweep_file, "A"))] == [0, 1, 2, 3, 4]
 
 
+def ctrl_c_after_epoch_1(sweep_file, runs_dir, cwd, run_dir) -> tuple[str, str]:
+    """The sweep, stopped with Ctrl-C (SIGINT to its process group) once `run_dir` has logged epoch 1;
+    its (stdout, stderr), after checking it exited with 130."""
+    proc = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=environment(), cwd=cwd, start_new_session=True)
+    try:
+        wait_for(lambda: 1 in epochs(run_dir), proc=proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    return stdout, stderr
+
+
 @needs_data
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
     """SIGINT to the sweep's process group, as a terminal's Ctrl-C: exit 130, the resume hint,
@@ -249,16 +265,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
     runs_dir = tmp_path / "runs"
     sweep_file = write_sweep(tmp_path, "ctrlc", RUNS)
     a, b = folder(runs_dir, sweep_file, "A"), folder(runs_dir, sweep_file, "B")
-    proc = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=environment(), cwd=tmp_path, start_new_session=True)
-    try:
-        wait_for(lambda: 1 in epochs(a), proc=proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
+    stdout, stderr = ctrl_c_after_epoch_1(sweep_file, runs_dir, tmp_path, a)
     # what was saved, as it is: A's epoch-2 checkpoint if A got that far, nothing otherwise
     saved = ("stopped. 1 run(s) have a checkpoint to go on from; run the same command again to resume (1 run(s) "
              "without one start from the beginning)." if (a / "model.pt").exists() else
@@ -280,16 +287,7 @@ def test_ctrl_c_before_any_checkpoint_does_not_say_anything_was_saved(tmp_path):
     runs_dir = tmp_path / "runs"
     sweep_file = write_sweep(tmp_path, "unsaved", {"A": {}}, epochs=40, checktime=0, trace_steps=0)
     a = folder(runs_dir, sweep_file, "A")
-    proc = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=environment(), cwd=tmp_path, start_new_session=True)
-    try:
-        wait_for(lambda: 1 in epochs(a), proc=proc)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
+    stdout, stderr = ctrl_c_after_epoch_1(sweep_file, runs_dir, tmp_path, a)
     assert stderr.strip().splitlines()[-1] == ("fluxlenet: stopped. No run finished or has a checkpoint to go on "
                                                "from; run the same command again to start them."), stderr
     assert "saved" not in stderr and read_status(a)["status"] == "interrupted" and not (a / "model.pt").exists()
