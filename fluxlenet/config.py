@@ -216,8 +216,8 @@ class RunConfig:
         very numbers, so the schedule is written once."""
         if self.warmup_epochs == 0 and not self.milestones:
             return None
-        spe = self.steps_per_epoch(ntrain)
-        return [optim_spec.lr_factor(step, spe, **self.schedule()) for step in range(self.end_step(ntrain))]
+        spe, schedule = self.steps_per_epoch(ntrain), self.schedule()
+        return [optim_spec.lr_factor(step, spe, **schedule) for step in range(self.end_step(ntrain))]
 
     def eval_batchsize(self) -> int | None:
         """The batch size of the evaluation passes: the post's (its `report` runs over its loaders, of batchsize)
