@@ -10,27 +10,19 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
-from . import models, optim_spec, sweeps
+from . import models, optim_spec, plan, sweeps
 from .config import ALIASES, DATASETS, USER_NAMES, ConfigError, RunConfig, name_problem, normal_name
+from .plan import EXIT_FAILED, EXIT_USAGE, RAY_TIMEOUT_S
+from .rundir import run_dir
 
-EXIT_FAILED, EXIT_USAGE, EXIT_NO_JULIA, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_NO_JULIA, EXIT_INTERRUPTED = 3, 130
 EXIT_INCONCLUSIVE = 4   # reproduce: too few seeds, runs missing, or the runs are not the published protocol
-RAY_TIMEOUT_S = 60.0    # how long a --ray-address cluster has to answer
 EPOCHS_AND_STEPS = ("--epochs and --steps both given; choose one: --epochs N trains N whole epochs, "
                     "--steps N stops after N optimiser steps")
-
-
-class NoJulia(Exception):
-    """Flux was asked for explicitly and the Julia side is not ready."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM) while runs were going: the message says what was saved."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -252,74 +244,21 @@ def overrides(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def choose_backends(requested: str, notes: list[str], configs: list[RunConfig], echo) -> list[str]:
-    """The backends to run; what the user should know about the choice goes into `notes`, said
-    once the inputs are known to be sound. `auto` sets Julia up on first use (set_up_julia_first)."""
-    if requested == "torch":
-        return ["torch"]
-    from .julia_env import julia_status
-    ready, reason = julia_status()
-    if requested in ("flux", "both") and not ready:
-        raise NoJulia(reason)
-    if requested == "flux":
-        return ["flux"]
-    if requested == "both" or ready or set_up_julia_first(configs, echo, notes):
-        return ["torch", "flux"]
-    notes.append(f"NOTE: Flux was not run: {reason}")
-    notes.append("NOTE: running PyTorch alone; its results are not a Flux comparison.")
-    return ["torch"]
+def run_changes(args) -> dict:
+    """The settings the command line changes in every run: those given, and whole epochs for --epochs
+    (even where a sweep file sets a step budget)."""
+    changes = overrides(args)
+    if args.epochs is not None:
+        if args.steps is not None:
+            raise ConfigError(EPOCHS_AND_STEPS)
+        changes["steps"] = None
+    return changes
 
 
-def set_up_julia_first(configs: list[RunConfig], echo, notes: list[str]) -> bool:
-    """`--backend auto` where Julia is not set up: set it up now, once, as juliacall and PySR do on first
-    import (minutes, about 1 GB), when the network is reachable and no earlier automatic set-up failed;
-    True when Julia is then ready. Offline, or after a failure (`setup-julia` tries again), False, with
-    a note of the failure."""
-    from .julia_env import (SETUP_COMMAND, JuliaSetupError, earlier_setup_failure, network_reachable,
-                            record_setup_failure, setup_julia)
-    failed = earlier_setup_failure()
-    if failed:
-        notes.append(f"NOTE: {failed}; `{SETUP_COMMAND}` tries again")
-        return False
-    if not network_reachable(timeout_s=3.0)[0]:
-        return False  # offline: PyTorch alone, with the usual note
-    check_inputs(configs, echo)  # a mistake in the inputs is said before minutes of downloads
-    echo("NOTE: the Flux backend needs Julia, not yet set up here: setting it up now, once (about 1 GB, "
-         "several minutes; --backend torch runs PyTorch alone without it)")
-    try:
-        setup_julia(echo=echo)
-        return True
-    except JuliaSetupError as e:
-        record_setup_failure(str(e))
-        notes.append(f"NOTE: the automatic Julia set-up failed ({e}); `{SETUP_COMMAND}` tries again")
-        return False
-
-
-def check_inputs(configs: list[RunConfig], echo) -> None:
-    """Everything that can be said before training: data present and sound, models fit, device there."""
-    from . import data
-    for cfg in configs:  # before any loading or download: a CIFAR model on MNIST is one line, at once
-        try:
-            models.check_model(cfg.model, data.INPUT_SHAPE[cfg.dataset])
-        except models.SpecError as e:
-            raise ConfigError(f"{e} (dataset {cfg.dataset})") from None
-    seen = set()
-    for cfg in configs:
-        key = (cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
-        if key in seen:
-            continue
-        seen.add(key)
-        dataset = data.load_dataset(cfg.dataset, cfg.data_dir, train_size=cfg.train_size, test_size=cfg.test_size,
-                                    valid_size=cfg.valid_size, seed=cfg.seed, download=True, progress=True)
-        for model in {c.model for c in configs if c.dataset == cfg.dataset}:
-            try:
-                models.check_model(model, dataset.input_shape, dataset.nclasses)
-            except models.SpecError as e:
-                raise ConfigError(str(e)) from None
-    if any(cfg.device == "cuda" for cfg in configs):
-        import torch
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available to torch here; use --device cpu")
+def executor_options(args) -> dict:
+    """How the runs are run (plan.execute's keywords), from the run options."""
+    return {"executor": args.executor, "jobs": args.jobs or 1, "ray_address": args.ray_address,
+            "ray_timeout": args.ray_timeout}
 
 
 def check_run_options(args) -> None:
@@ -336,127 +275,6 @@ def check_run_options(args) -> None:
     if args.ray_timeout is not None and args.ray_address is None:
         raise ConfigError("--ray-timeout goes with --ray-address (without it a Ray instance of this machine is "
                           "started, not reached)")
-
-
-def saved_note(tasks) -> str:
-    """What an interrupted command leaves of the runs it was to run, in one sentence."""
-    from .runlog import FINAL_STATES, checkpoint_files, read_status
-    finished = [t for t in tasks if read_status(t.run_dir)["status"] in FINAL_STATES]
-    resumable = [t for t in tasks if t not in finished and checkpoint_files(t.run_dir)]
-    if not finished and not resumable:
-        return "No run finished or has a checkpoint to go on from; run the same command again to start them."
-    parts = ([f"{len(finished)} run(s) finished"] if finished else []) + (
-        [f"{len(resumable)} run(s) have a checkpoint to go on from"] if resumable else [])
-    rest = len(tasks) - len(finished) - len(resumable)
-    return (f"{' and '.join(parts)}; run the same command again to resume"
-            + (f" ({rest} run(s) without one start from the beginning)." if rest else "."))
-
-
-def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], args, echo,
-            announce: list[str], prepare=None, extra: list[tuple[RunConfig, list[str]]] = (),
-            seed_groups: bool = True, sweeps_of: dict | None = None) -> int:
-    """Check the run folders and the inputs, call `prepare` (a sweep file to write, say), say `announce`
-    and run what is not done: each of `configs` in every one of `backends`, then each (config, its backends)
-    of `extra`.
-
-    seed_groups: the run folders are <sweep>/<run>-seed<N>/<backend>/, whose seeds must differ in the seed
-    alone (runner.check_seed_groups). sweeps_of: {sweep folder: its Sweep}, so that two sweep files of one
-    name do not share a folder (rundir.check_origin). A damaged run folder is named in one `error:` line
-    and left as it is; the other runs go on (exit code 2 at the end). Ctrl-C while runs go raises
-    Interrupted, saying what was saved."""
-    import contextlib
-
-    from . import runner
-    from .rundir import check_origin, record_origin
-    from .runlog import DamagedRun
-    if args.executor == "ray":
-        from .ray_executor import check_reachable, import_ray
-        import_ray()  # without Ray: how to install it, before anything is read or written
-        if args.ray_address is not None:
-            check_reachable(args.ray_address, args.ray_timeout or RAY_TIMEOUT_S)
-    tasks = []
-    for cfg, its_backends in [(cfg, backends) for cfg in configs] + list(extra):
-        for backend in its_backends:
-            c = cfg.replace(backend=backend)
-            tasks.append(runner.Task(c, folder_of(c)))
-    configs = configs + [cfg for cfg, _ in extra]
-    for folder, sweep in (sweeps_of or {}).items():  # reads only, as the next: a refused command writes nothing
-        check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
-    if seed_groups:
-        runner.check_seed_groups(tasks)
-    with contextlib.ExitStack() as locks:
-        for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
-            locks.enter_context(runner.SweepLock(lock_dir))
-        for folder, sweep in (sweeps_of or {}).items():  # again under the lock
-            check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
-        states, damaged = [], {}
-        for task in tasks:
-            try:
-                states.append(runner.check_existing(task))
-            except DamagedRun as e:
-                states.append("damaged")
-                damaged[task.run_dir] = str(e)
-        check_inputs(configs, echo)
-        if prepare is not None:
-            prepare()
-        for folder, sweep in (sweeps_of or {}).items():  # after the input checks: a refused command records nothing
-            record_origin(folder, sweep)
-        for line in announce:
-            echo(line)
-        for error in damaged.values():
-            print(f"fluxlenet: error: {error}", file=sys.stderr, flush=True)
-        todo = []
-        for task, state in zip(tasks, states):
-            if state == "done":
-                restored = runner.restore_config(task)
-                echo(f"--- {task.label}: already done in {task.run_dir}, skipped"
-                     + (" (config.json restored from checkpoint.json)" if restored else ""))
-            elif state == "damaged":
-                echo(f"--- {task.label}: {task.run_dir} is damaged (see the error), left as it is")
-            else:
-                todo.append(task)
-        try:
-            if args.executor == "ray":
-                from .ray_executor import run_tasks_ray
-                results = run_tasks_ray(todo, lock_dirs[0], address=args.ray_address, echo=echo)
-            else:
-                results = runner.run_tasks(todo, jobs=args.jobs or 1, echo=echo)
-        except KeyboardInterrupt:
-            raise Interrupted(saved_note(todo)) from None
-    print_summary(tasks, echo, damaged)
-    failed = len(results.get("failed", [])) + len(results.get("interrupted", []))
-    if failed:
-        echo(f"{failed} run(s) did not finish: the reason is in status.json and console.log (error.txt: the "
-             f"traceback) of their folders; run the same command again to retry them.")
-    if damaged:
-        echo(f"{len(damaged)} run folder(s) damaged and left as they are: move them away (said on stderr), "
-             f"then run the same command again to redo those runs.")
-        return EXIT_USAGE
-    return EXIT_FAILED if failed else 0
-
-
-def print_summary(tasks, echo, damaged=()) -> None:
-    from .runlog import DamagedRun, check_run_files
-    echo("")
-    valid = any(task.cfg.valid_size for task in tasks)  # a held-out split: its accuracy too
-    echo(f"{'run':<14} {'seed':>4} {'backend':<7} {'status':<11} {'epoch':>5} {'train acc':>9} "
-         + (f"{'valid acc':>9} " if valid else "") + f"{'test acc':>8} {'test loss':>9} {'s/epoch':>7}  folder")
-    for task in tasks:
-        try:
-            status, rows = check_run_files(task.run_dir)
-            status = "damaged" if task.run_dir in damaged else status["status"]
-        except DamagedRun:
-            status, rows = "damaged", []
-        last = rows[-1] if rows else {}
-        secs = [r["seconds"] for r in rows if r.get("seconds") is not None]
-
-        def fmt(value, spec):
-            return format(value, spec) if value is not None else "-"
-        echo(f"{task.cfg.run:<14} {task.cfg.seed:>4} {task.cfg.backend:<7} {status:<11} "
-             f"{fmt(last.get('epoch'), 'd'):>5} {fmt(last.get('train_acc'), '.2f'):>9} "
-             + (f"{fmt(last.get('valid_acc'), '.2f'):>9} " if valid else "")
-             + f"{fmt(last.get('test_acc'), '.2f'):>8} {fmt(last.get('test_loss'), '.4f'):>9} "
-             f"{fmt(sum(secs) / len(secs) if secs else None, '.1f'):>7}  {task.run_dir}")
 
 
 def grid_sweep(args) -> tuple[sweeps.Sweep, str, list[str]]:
@@ -501,28 +319,7 @@ def write_grid_file(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def sweep_configs(sweep: sweeps.Sweep, args, seeds: list[int] | None = None) -> list[RunConfig]:
-    """The validated runs of a sweep file with the command line's options, one per run and seed."""
-    changes = overrides(args)
-    if args.epochs is not None:
-        if args.steps is not None:
-            raise ConfigError(EPOCHS_AND_STEPS)
-        changes["steps"] = None  # whole epochs, even where the sweep file sets a step budget
-    configs = []
-    for file_cfg in sweep.runs:
-        cfg = file_cfg.replace(**changes)
-        for seed in seeds or [cfg.seed]:
-            try:
-                configs.append(cfg.replace(seed=seed).validate())
-            except ConfigError as e:
-                if getattr(args, "grid", None):
-                    raise ConfigError(f"--grid: {e}") from None
-                raise _in_sweep_file(e, file_cfg, sweep.path) from None
-    return configs
-
-
 def cmd_sweep(args, echo) -> int:
-    from . import runner
     check_run_options(args)
     notes, prepare = [], None
     if args.grid:
@@ -539,24 +336,13 @@ def cmd_sweep(args, echo) -> int:
         raise ConfigError("which sweep? give a name or a .toml file (see `python -m fluxlenet list`), or --grid KEY=V1,V2")
     else:
         sweep = sweeps.load(args.sweep)
-    configs = sweep_configs(sweep, args, args.seeds)
-    backends = choose_backends(args.backend, notes, configs, echo)
+    configs = plan.sweep_configs(sweep, run_changes(args), args.seeds, where="--grid: " if args.grid else "")
+    backends = plan.choose_backends(args.backend, notes, configs, echo)
     notes.append(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
                  f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
-    return execute(configs, backends, lambda c: runner.run_dir(runs_dir, c), [runs_dir / sweep.name], args, echo,
-                   notes, prepare=prepare, sweeps_of={runs_dir / sweep.name: sweep})
-
-
-def _in_sweep_file(error: ConfigError, file_cfg: RunConfig, path: Path) -> ConfigError:
-    """An impossible value: when the sweep file holds it, name the file and the line."""
-    try:
-        file_cfg.validate()
-        return error  # the file is fine: a command-line option is at fault
-    except ConfigError:
-        pass
-    line = sweeps._line_of(path, error.key)
-    return ConfigError(f"sweep file {path}: {error}" + (f" (line {line})" if line else ""), error.key)
+    return plan.execute(configs, backends, lambda c: run_dir(runs_dir, c), [runs_dir / sweep.name], echo, notes,
+                        **executor_options(args), prepare=prepare, sweeps_of={runs_dir / sweep.name: sweep})
 
 
 def cmd_train(args, echo) -> int:
@@ -576,8 +362,9 @@ def cmd_train(args, echo) -> int:
     values = {f.name: getattr(args, f.name) for f in RunConfig.settings(cli="train")}
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
     notes = []
-    backends = choose_backends(args.backend, notes, [cfg], echo)
-    return execute([cfg], backends, lambda c: savepath / c.backend, [savepath], args, echo, notes, seed_groups=False)
+    backends = plan.choose_backends(args.backend, notes, [cfg], echo)
+    return plan.execute([cfg], backends, lambda c: savepath / c.backend, [savepath], echo, notes,
+                        **executor_options(args), seed_groups=False)
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -656,7 +443,7 @@ def cmd_report(args, echo) -> int:
 
 
 def cmd_reproduce(args, echo) -> int:
-    from . import reproduce, reproduce_report, runner
+    from . import reproduce, reproduce_report
     from .targets import TARGETS
     check_run_options(args)
     target = TARGETS[args.target]
@@ -668,40 +455,28 @@ def cmd_reproduce(args, echo) -> int:
     if not args.report_only:
         seeds = args.seeds or list(target.seeds)
         loaded = {name: sweeps.load(name) for name in names}
-        configs = [cfg for name in names for cfg in sweep_configs(loaded[name], args, seeds)]
+        changes = run_changes(args)
+        configs = [cfg for name in names for cfg in plan.sweep_configs(loaded[name], changes, seeds)]
         # every run of a seed before the next seed, the write-up's own seed (its replay) first: early figures
         configs.sort(key=lambda c: (c.seed != target.replay_seed, c.seed))
         notes = []
-        backends = choose_backends(args.backend, notes, configs, echo)
-        variants = replay_variant_configs(target, configs)
+        backends = plan.choose_backends(args.backend, notes, configs, echo)
+        variants = plan.replay_variant_configs(target, configs)
         notes.append(f"Reproduce {target.name}: sweeps {', '.join(names)}, seeds {','.join(map(str, seeds))}, "
                      f"backends: {', '.join(backends)}"
                      + (f"; then {len(variants)} same-seed runs in other arithmetic to size the replay's band "
                         f"({', '.join(sorted({c.sweep for c in variants}))})" if variants else ""))
         variant_backends = ["torch"] if "torch" in backends else backends
-        execute(configs, backends, lambda c: runner.run_dir(runs_dir, c),
-                [runs_dir / n for n in names + sorted({c.sweep for c in variants})], args, echo, notes,
-                extra=[(c, variant_backends) for c in variants], sweeps_of={runs_dir / n: loaded[n] for n in names})
+        plan.execute(configs, backends, lambda c: run_dir(runs_dir, c),
+                     [runs_dir / n for n in names + sorted({c.sweep for c in variants})], echo, notes,
+                     **executor_options(args), extra=[(c, variant_backends) for c in variants],
+                     sweeps_of={runs_dir / n: loaded[n] for n in names})
     written = reproduce_report.write_report(target, runs_dir, policy, names, args.published)
     echo("")
     for line in written.summary():
         echo(line)
     return {reproduce.REPRODUCED: 0, reproduce.NOT_REPRODUCED: EXIT_FAILED}.get(written.exit_verdict,
                                                                                 EXIT_INCONCLUSIVE)
-
-
-def replay_variant_configs(target, configs: list[RunConfig]) -> list[RunConfig]:
-    """Beside each replay run (the write-up's seed, its generator's draws), the same run in other arithmetic
-    (target.replay_variants), in a sweep folder of its own: the pairs size the replay's band."""
-    out = []
-    for cfg in configs:
-        if cfg.seed != target.replay_seed or cfg.rng != "julia" or cfg.mode != "lockstep":
-            continue
-        for variant, changes in target.replay_variants:
-            changed = cfg.replace(**dict(changes))
-            if changed != cfg:  # a run already in that arithmetic is no variant of itself
-                out.append(changed.replace(sweep=target.variant_sweep(cfg.sweep, variant)).validate())
-    return out
 
 
 # -- the Julia side ---------------------------------------------------------------------
@@ -758,10 +533,10 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as e:
         print(f"fluxlenet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except NoJulia as e:
+    except plan.NoJulia as e:
         print(f"fluxlenet: error: Flux was requested but cannot run: {e}", file=sys.stderr)
         return EXIT_NO_JULIA
-    except Interrupted as e:  # while runs went
+    except plan.Interrupted as e:  # while runs went
         print(f"\nfluxlenet: stopped. {e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:  # no run was going

@@ -1,5 +1,8 @@
-"""Run-folder bookkeeping shared by the sweep process and the workers: who holds a run, its config.json.
+"""Run-folder bookkeeping shared by the sweep process and the workers: where a run's folder is, who holds
+a run, its config.json.
 
+- `Task` / `run_dir`: a run of a sweep lives in <runs dir>/<sweep>/<run>-seed<N>/<backend>/ (`train`
+  names its folder itself: <savepath>/<backend>/).
 - `lock_run` / `run_is_busy`: a worker holds an exclusive lock (flock, through filelock) on
   `<run dir>/.worker.lock` while it works on that run, so a rerun (or `parity`) can tell a live
   worker from a dead one: the kernel drops the lock with the process.
@@ -13,6 +16,7 @@ No torch, no juliacall: importable anywhere.
 from __future__ import annotations
 
 import fcntl
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -21,6 +25,25 @@ from .fsutil import atomic_write_json, read_json
 
 RUN_LOCK = ".worker.lock"
 LOCK_WAIT_S = 60.0
+
+
+@dataclass
+class Task:
+    """A run to do: its settings (a validated RunConfig) and its folder."""
+    cfg: object
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.cfg.run} seed {self.cfg.seed} [{self.cfg.backend}]"
+
+
+def run_id(cfg) -> str:
+    return f"{cfg.run}-seed{cfg.seed}"
+
+
+def run_dir(runs_dir: Path, cfg) -> Path:
+    return Path(runs_dir) / cfg.sweep / run_id(cfg) / cfg.backend
 
 
 def lock_run(run_dir: Path, wait_s: float = LOCK_WAIT_S) -> FileLock | None:

@@ -22,40 +22,20 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
+from .config import ConfigError, RunConfig
 from .fsutil import check_writable
-from .rundir import run_is_busy, write_config
-from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, check_checkpoint, check_run_files, checkpoint_files,
-                     damaged, read_config_file, read_status, run_settings, stored_config)
+from .rundir import Task, run_is_busy, write_config
+from .runlog import FINAL_STATES, read_status
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
 BUSY_WAIT_S = 60.0   # how long a rerun waits for a worker of a killed sweep to go
-
-
-@dataclass
-class Task:
-    cfg: RunConfig
-    run_dir: Path
-
-    @property
-    def label(self) -> str:
-        return f"{self.cfg.run} seed {self.cfg.seed} [{self.cfg.backend}]"
-
-
-def run_id(cfg: RunConfig) -> str:
-    return f"{cfg.run}-seed{cfg.seed}"
-
-
-def run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
-    return Path(runs_dir) / cfg.sweep / run_id(cfg) / cfg.backend
 
 
 @functools.lru_cache(maxsize=1)
@@ -66,92 +46,6 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def check_existing(task: Task) -> str:
-    """"new", "done" (finished or diverged: skip) or "resume". ConfigError if the folder holds a run
-    with other settings (by config.json, or by checkpoint.json when config.json is gone); DamagedRun
-    if a file of the run cannot be read, or a checkpoint's settings are unknown.
-
-    A run of another length (epochs, steps) and the same settings otherwise goes on from its checkpoint
-    to the new length (a finished run too: "resume"), unless RunConfig.length_problem says why not; a
-    diverged run stays done, whatever the length."""
-    run_dir = task.run_dir
-    for folder in (run_dir.parent, run_dir):
-        if folder.exists() and not folder.is_dir():
-            raise damaged(folder, "is a file where the run folder should be", "move it away")
-    settings = run_settings(run_dir)
-    if settings is not None:
-        if task.cfg.differences(settings, ignore=LENGTH):  # the message names the length too, if it differs
-            raise ConfigError(f"{run_dir} holds a run with other settings "
-                              f"({', '.join(task.cfg.differences(settings))}); "
-                              f"use another folder (--runs-dir; --savepath for train) or remove that one")
-    else:
-        leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
-        if leftovers:
-            name = leftovers[0].name
-            raise damaged(run_dir, f"holds {name} but neither config.json nor {CHECKPOINT_SETTINGS}, so the "
-                                   f"settings it was trained with are unknown",
-                          f"move that folder away (or delete {name}) to start the run afresh")
-        return "new"
-    status, _ = check_run_files(run_dir)
-    files = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
-    trained = stored_config(files[-1])  # checkpoint.json, the checkpoints' settings, when it is there
-    if task.cfg.differences(trained) and status["status"] != "diverged":
-        finished = status["status"] in FINAL_STATES
-        ntrain = read_config_file(files[0]).get("train_samples")  # config.json's, written by the worker
-        ntrain = ntrain if isinstance(ntrain, int) and ntrain > 0 else None
-        old = RunConfig.from_stored(trained)
-        problem = task.cfg.length_problem(old, ntrain, bool(checkpoint_files(run_dir)), finished)
-        if problem:
-            raise ConfigError(f"{run_dir} {problem}")
-        if finished and ntrain is not None and task.cfg.end_step(ntrain) == old.end_step(ntrain):
-            return "done"  # the same length in other words (epochs or steps)
-    elif status["status"] in FINAL_STATES:
-        return "done"
-    for path in checkpoint_files(run_dir):
-        check_checkpoint(path)
-    return "resume"
-
-
-def check_seed_groups(tasks: list[Task]) -> None:
-    """A seed group (the runs of one run name and backend, averaged as seeds) must hold runs that differ
-    in the seed alone: ConfigError, before anything is written, when a task would join run folders of
-    other settings (another --train-size, say) that this command does not itself run."""
-    ours = {task.run_dir for task in tasks}
-    for task in tasks:
-        sweep_dir = task.run_dir.parent.parent
-        if not sweep_dir.is_dir():
-            continue
-        pattern = re.compile(re.escape(task.cfg.run) + r"-seed(\d+)")
-        differ = []
-        for entry in sorted(sweep_dir.iterdir()):
-            folder = entry / task.cfg.backend
-            if not pattern.fullmatch(entry.name) or folder in ours or not folder.is_dir():
-                continue
-            try:
-                stored = run_settings(folder)
-            except ConfigError:  # unreadable or inconsistent settings: parity names that folder as damaged
-                continue
-            diff = task.cfg.differences(stored, ignore=SEED_GROUP_FREE) if stored else []
-            if diff:
-                differ.append((entry, diff))
-        if differ:
-            folders = ", ".join(str(entry) for entry, _ in differ[:3]) + (", ..." if len(differ) > 3 else "")
-            raise ConfigError(f"{sweep_dir} holds {len(differ)} seed(s) of run {task.cfg.run} ({task.cfg.backend}) "
-                              f"with other settings ({', '.join(differ[0][1])}); the seeds of a run must differ "
-                              f"in the seed alone, or they would be averaged as seeds: use another --runs-dir, "
-                              f"or move {folders} away")
-
-
-def restore_config(task: Task) -> bool:
-    """A finished run whose config.json is gone gets it back from checkpoint.json (which holds the same
-    settings); True when it was restored."""
-    path = task.run_dir / "config.json"
-    if path.exists() or not (task.run_dir / CHECKPOINT_SETTINGS).is_file():
-        return False
-    write_config(task.run_dir, stored_config(task.run_dir / CHECKPOINT_SETTINGS), restored_from=CHECKPOINT_SETTINGS)
-    return True
 
 
 class SweepLock:

@@ -89,7 +89,7 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
     runs = doc.get("runs", [])
 
     def at(key):
-        line = _line_of(path, key) if path.is_file() else None
+        line = line_of(path, key) if path.is_file() else None
         return f" (line {line})" if line else ""
     if not isinstance(base, dict):
         raise ConfigError(f"{where}base must be a table of settings ([base]), not {_shown(base)}{at('base')}")
@@ -108,7 +108,7 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         name = normal_name(name)  # "café" composed or decomposed: one name
         problem = name_problem(name)
         if problem:
-            line = _line_of(path, "name", given) if path.is_file() else None
+            line = line_of(path, "name", given) if path.is_file() else None
             raise ConfigError(f"{where}run name {name!r} {problem}" + (f" (line {line})" if line else ""))
         if name in names:
             raise ConfigError(f"{where}two runs are named {name!r}")
@@ -116,7 +116,7 @@ def from_document(doc: dict, path: Path, where: str) -> Sweep:
         try:
             cfg = RunConfig.from_dict({**base, **run}, where=f"{where}run {name!r}: ")
         except ConfigError as e:
-            line = _line_of(path, e.key) if path.is_file() else None
+            line = line_of(path, e.key) if path.is_file() else None
             raise ConfigError(f"{e} (line {line})" if line else str(e)) from None
         configs.append(cfg.replace(sweep=sweep_name, run=name))
     return Sweep(name=sweep_name, description=doc.get("description", ""), runs=configs, path=path,
@@ -243,7 +243,7 @@ def grid_document(pairs: list[str], base: Sweep | None = None,
             "base": base_table, "runs": runs}, notes
 
 
-def _line_of(path: Path, key: str | None, value=None) -> int | None:
+def line_of(path: Path, key: str | None, value=None) -> int | None:
     """The first line of the file that sets `key` (to `value`, when given), to point the user at it."""
     if not key:
         return None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fluxlenet import cli, data, models, sweeps
+from fluxlenet import cli, data, models, plan, sweeps
 from fluxlenet.models import dense, dropout, flatten, maxpool, same_conv
 from fluxlenet.runlog import read_log_rows, read_status
 
@@ -131,7 +131,7 @@ def test_list_shows_the_new_sweeps(capsys):
 def planned(monkeypatch):
     """The configs `sweep` would run, without running them."""
     seen = []
-    monkeypatch.setattr(cli, "execute", lambda configs, *rest, **options: seen.extend(configs) or 0)
+    monkeypatch.setattr(plan, "execute", lambda configs, *rest, **options: seen.extend(configs) or 0)
     return seen
 
 
@@ -245,7 +245,7 @@ def test_every_variant_trains_for_a_step_budget(planned, tmp_path):
     assert cli.main(["sweep", "variants", "--backend", "torch", "--dataset", "mnist-t10k-split", "--data-dir",
                      str(MNIST), "--steps", "3", "--train-size", "100", "--test-size", "100"]) == 0
     assert [c.run for c in planned] == list(VARIANTS)
-    cli.check_inputs(planned, print)  # the data is there and every variant fits it
+    plan.check_inputs(planned, print)  # the data is there and every variant fits it
     cfg = planned[0]
     ds = data.load_dataset(cfg.dataset, cfg.data_dir, train_size=100, test_size=100, download=False, progress=False)
     for cfg in planned:

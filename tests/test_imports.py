@@ -68,3 +68,27 @@ def test_the_reader_finds_each_form_of_import(tmp_path, source, expected):
     module = tmp_path / "m.py"
     module.write_text(source, encoding="utf-8")
     assert set(imported_packages(module, "parity")) == expected
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The fluxlenet modules that the module at `path` imports (relative or absolute, at any depth)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = (node.module or "") if not node.level else ("fluxlenet." + (node.module or "")).rstrip(".")
+            if base.startswith("fluxlenet"):
+                found.update([base] if base != "fluxlenet" else [f"fluxlenet.{a.name}" for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("fluxlenet"))
+    return found
+
+
+def test_the_cli_hands_runs_to_the_plan_and_the_executors_only_run_them():
+    cli = imported_modules(REPO / "fluxlenet" / "cli.py")
+    assert "fluxlenet.plan" in cli
+    assert not cli & {"fluxlenet.runner", "fluxlenet.worker"}, sorted(cli)  # (ray-node reads ray_executor's names)
+    assert "run_tasks" not in (REPO / "fluxlenet" / "cli.py").read_text(encoding="utf-8")
+    for executor in ("runner.py", "ray_executor.py"):
+        assert "fluxlenet.plan" not in imported_modules(REPO / "fluxlenet" / executor), executor
+    plan = imported_modules(REPO / "fluxlenet" / "plan.py")
+    assert {"fluxlenet.runner", "fluxlenet.ray_executor"} <= plan  # one plan, both executors

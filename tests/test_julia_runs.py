@@ -281,7 +281,7 @@ def test_no_mlutils_warning_when_a_split_is_smaller_than_the_evaluation_batch(tm
 
 
 def _flux_tasks(runs_dir: Path, data_dir: Path, names=("A", "B", "C")):
-    from fluxlenet.runner import Task, run_dir
+    from fluxlenet.rundir import Task, run_dir
     out = []
     for i, name in enumerate(names):
         cfg = RunConfig(sweep="served", run=name, backend="flux", dataset="mnist", data_dir=str(data_dir),

@@ -28,7 +28,8 @@ from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
 from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunLog, check_checkpoint, read_log_rows, read_status,
                               read_trace_rows)
-from fluxlenet.runner import Task, check_existing
+from fluxlenet.plan import check_existing
+from fluxlenet.rundir import Task
 from fluxlenet.rundir import run_is_busy, write_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -18,7 +18,8 @@ import pytest
 
 from fluxlenet.config import RunConfig
 from fluxlenet.runlog import read_log_rows, read_status
-from fluxlenet.runner import Task, run_dir, run_tasks
+from fluxlenet.rundir import Task, run_dir
+from fluxlenet.runner import run_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
