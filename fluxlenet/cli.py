@@ -418,7 +418,8 @@ def cmd_parity(args, echo) -> int:
 
     from .runs import compare_folders, compare_sweep
     policy = tolerance_policy(args)
-    if (Path(args.sweep) / "config.json").exists() and args.against:
+    from .runlog import RunFolder
+    if RunFolder(args.sweep).config_file.exists() and args.against:
         result = compare_folders(args.sweep, args.against, policy)
     else:
         result = compare_sweep(args.sweep, args.runs_dir, policy, against=args.against)

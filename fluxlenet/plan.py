@@ -14,8 +14,8 @@ from pathlib import Path
 
 from . import models, sweeps
 from .config import LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
-from .rundir import Task, write_config
-from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, DamagedRun, check_checkpoint, check_run_files,
+from .rundir import Task
+from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, DamagedRun, RunFolder, check_checkpoint, check_run_files,
                      checkpoint_files, damaged, read_config_file, read_status, run_settings, stored_config)
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # execute's exit codes besides 0 (cli's docstring lists them all)
@@ -128,7 +128,7 @@ def check_existing(task: Task) -> str:
     A run of another length (epochs, steps) and the same settings otherwise goes on from its checkpoint
     to the new length (a finished run too: "resume"), unless RunConfig.length_problem says why not; a
     diverged run stays done, whatever the length."""
-    run_dir = task.run_dir
+    run_dir, files = task.run_dir, RunFolder(task.run_dir)
     for folder in (run_dir.parent, run_dir):
         if folder.exists() and not folder.is_dir():
             raise damaged(folder, "is a file where the run folder should be", "move it away")
@@ -139,7 +139,7 @@ def check_existing(task: Task) -> str:
                               f"({', '.join(task.cfg.differences(settings))}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
     else:
-        leftovers = checkpoint_files(run_dir) + [p for p in [run_dir / "log.csv"] if p.exists()]
+        leftovers = checkpoint_files(run_dir) + [p for p in [files.log_file] if p.exists()]
         if leftovers:
             name = leftovers[0].name
             raise damaged(run_dir, f"holds {name} but neither config.json nor {CHECKPOINT_SETTINGS}, so the "
@@ -147,11 +147,11 @@ def check_existing(task: Task) -> str:
                           f"move that folder away (or delete {name}) to start the run afresh")
         return "new"
     status, _ = check_run_files(run_dir)
-    files = [p for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
-    trained = stored_config(files[-1])  # checkpoint.json, the checkpoints' settings, when it is there
+    stored = [p for p in (files.config_file, files.checkpoint_file) if p.exists()]
+    trained = stored_config(stored[-1])  # checkpoint.json, the checkpoints' settings, when it is there
     if task.cfg.differences(trained) and status["status"] != "diverged":
         finished = status["status"] in FINAL_STATES
-        ntrain = read_config_file(files[0]).get("train_samples")  # config.json's, written by the worker
+        ntrain = read_config_file(stored[0]).get("train_samples")  # config.json's, written by the worker
         ntrain = ntrain if isinstance(ntrain, int) and ntrain > 0 else None
         old = RunConfig.from_stored(trained)
         problem = task.cfg.length_problem(old, ntrain, bool(checkpoint_files(run_dir)), finished)
@@ -199,10 +199,10 @@ def check_seed_groups(tasks: list[Task]) -> None:
 def restore_config(task: Task) -> bool:
     """A finished run whose config.json is gone gets it back from checkpoint.json (which holds the same
     settings); True when it was restored."""
-    path = task.run_dir / "config.json"
-    if path.exists() or not (task.run_dir / CHECKPOINT_SETTINGS).is_file():
+    files = RunFolder(task.run_dir)
+    if files.config_file.exists() or not files.checkpoint_file.is_file():
         return False
-    write_config(task.run_dir, stored_config(task.run_dir / CHECKPOINT_SETTINGS), restored_from=CHECKPOINT_SETTINGS)
+    files.write_config(stored_config(files.checkpoint_file), restored_from=CHECKPOINT_SETTINGS)
     return True
 
 

@@ -8,7 +8,7 @@ Julia is set up). Under Ray each Flux run starts its own Julia (the local execut
 
 Run folders and data must be on storage every node sees: a probe task on every node reads a file
 written here and writes one back, before any training. Everything else is the local executor's: the
-sweep lock and the skipping/resuming decided before this, config.json written here, the status a
+sweep lock and the skipping/resuming decided before this (fluxlenet.plan), config.json written by the run's worker, the status a
 worker records or, when it died without a word, "failed" with how it died; Ctrl-C cancels the tasks
 (their workers record "interrupted") and the command says how to resume.
 """
@@ -232,7 +232,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
             except Exception as e:  # the task itself was lost (its node died): the run did not finish
                 code = None
                 if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                    mark_run(task.run_dir, "failed", f"its Ray task was lost ({type(e).__name__})", echo)
+                    mark_run(task, "failed", f"its Ray task was lost ({type(e).__name__})", echo)
             results.setdefault(finish_task(task, code, echo), []).append(task)
     except KeyboardInterrupt:
         echo(f"\nStopping {len(pending)} Ray task(s): their runs save their state ...")
@@ -241,7 +241,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
         ray.wait(list(pending), num_returns=len(pending), timeout=STOP_WAIT_S + 5)
         for task in pending.values():
             if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-                mark_run(task.run_dir, "interrupted", "stopped by Ctrl-C (its Ray task was cancelled)", echo)
+                mark_run(task, "interrupted", "stopped by Ctrl-C (its Ray task was cancelled)", echo)
         raise
     finally:
         signal.signal(signal.SIGTERM, old_term)

@@ -1,4 +1,6 @@
-"""The files of one backend run: log.csv, console.log, TensorBoard scalars, status.json.
+"""The files of one backend run: RunFolder names each of them (config.json, checkpoint.json, status.json,
+log.csv, trace.csv, console.log, error.txt, the checkpoints, the worker's lock) and writes the small
+documents; the readers here and RunLog (log.csv, console.log, TensorBoard scalars) take their paths from it.
 
 Both backends hand their epoch figures to a RunLog, so a Flux run and a torch run leave
 the same files. Every file is rewritten atomically (they are small), so a killed run
@@ -23,6 +25,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
@@ -33,6 +36,58 @@ LOG_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc",
 # status.json "status": running -> finished | diverged | failed | interrupted
 FINAL_STATES = ("finished", "diverged")
 EVENTS_GLOB = "events.out.tfevents.*"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One backend run's folder (<runs>/<sweep>/<run>-seed<N>/<backend>/; `train`: <savepath>/<backend>/)
+    and every path in it.
+
+    config.json is written by the worker that runs the run (its settings when it takes the run, then the
+    environment it runs in); the sweep process writes it only where no worker could: a worker that died
+    before its first write (mark_run), a finished run whose config.json is gone (from checkpoint.json)."""
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    config_file = property(lambda self: self.path / "config.json")
+    checkpoint_file = property(lambda self: self.path / CHECKPOINT_SETTINGS)  # the settings of the checkpoints
+    status_file = property(lambda self: self.path / "status.json")
+    log_file = property(lambda self: self.path / "log.csv")
+    trace_file = property(lambda self: self.path / "trace.csv")
+    console_file = property(lambda self: self.path / "console.log")
+    error_file = property(lambda self: self.path / "error.txt")  # the traceback of a failed run
+    lock_file = property(lambda self: self.path / ".worker.lock")
+    torch_checkpoint = property(lambda self: self.path / "model.pt")
+
+    @property
+    def checkpoints(self) -> tuple[Path, ...]:
+        """Where a checkpoint can be: model.pt (torch); model.bson and optimiser.bson (Flux, written by Julia)."""
+        return (self.torch_checkpoint, self.path / "model.bson", self.path / "optimiser.bson")
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.config_file, self.status_file, self.log_file, self.trace_file, self.console_file,
+                self.error_file, self.checkpoint_file) + self.checkpoints
+
+    def write_config(self, config: dict, **extra) -> None:
+        """config.json: the validated RunConfig (`config`) plus what describes the run's environment, merged
+        with what is there."""
+        try:
+            current = read_json(self.config_file) if self.config_file.exists() else {}
+        except ValueError:
+            current = {}
+        atomic_write_json(self.config_file, {**current, "config": config, **extra})
+
+    def write_checkpoint_settings(self, config: dict) -> None:
+        atomic_write_json(self.checkpoint_file, {"config": config})
+
+    def write_status(self, status: str, reason: str = "", **extra) -> None:
+        atomic_write_json(self.status_file, {"status": status, "reason": reason, **extra})
+
+    def write_error(self, text: str) -> None:
+        atomic_write_text(self.error_file, text)
 
 
 def round4(x: float) -> float:
@@ -111,7 +166,7 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
     """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); DamagedRun names
     the line of a file that is not one we wrote. A column added by hand is kept as text (see
     extra_log_columns)."""
-    path = Path(run_dir) / "log.csv"
+    path = RunFolder(run_dir).log_file
     if not path.exists():
         return []
     rows = []
@@ -135,7 +190,7 @@ def read_log_rows(run_dir: str | Path) -> list[dict]:
 def extra_log_columns(run_dir: str | Path) -> list[str]:
     """The columns of log.csv that we do not write (added by hand), in their order. A resumed run
     keeps them, after ours, with empty cells in the rows it adds: nothing in the file is lost."""
-    path = Path(run_dir) / "log.csv"
+    path = RunFolder(run_dir).log_file
     if not path.exists():
         return []
     header = next(csv.reader(_read_text(path).splitlines()), [])
@@ -166,14 +221,14 @@ def read_trace_file(path: str | Path) -> list[dict]:
 
 def read_trace_rows(run_dir: str | Path) -> list[dict]:
     """trace.csv as rows {step, loss, checksum}; [] when absent."""
-    path = Path(run_dir) / "trace.csv"
+    path = RunFolder(run_dir).trace_file
     return read_trace_file(path) if path.exists() else []
 
 
 def read_status(run_dir: str | Path) -> dict:
     """status.json as a dict; {"status": "new"} when absent. An unreadable file (written
     by hand: ours are atomic) counts as an unfinished run, so a rerun resumes it."""
-    path = Path(run_dir) / "status.json"
+    path = RunFolder(run_dir).status_file
     if not path.exists():
         return {"status": "new"}
     try:
@@ -189,10 +244,10 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
     """status.json and log.csv of a run, checked against each other (and trace.csv read): raises
     DamagedRun for a file that cannot be read, or a finished run whose log does not end where
     status.json says it did (a log cut short would report the wrong final figures)."""
-    run_dir = Path(run_dir)
-    for name in RUN_FILES:
-        if (run_dir / name).is_dir():
-            raise damaged(run_dir / name, "is a directory, not a file")
+    folder = RunFolder(run_dir)
+    for path in folder.files:
+        if path.is_dir():
+            raise damaged(path, "is a directory, not a file")
     status = read_status(run_dir)
     rows = read_log_rows(run_dir)
     read_trace_rows(run_dir)
@@ -200,7 +255,7 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
     logged = rows[-1]["epoch"] if rows else None
     if status["status"] in FINAL_STATES and isinstance(last, int) and logged != last:
         ends = f"ends at epoch {logged}" if rows else "holds no epochs"
-        raise damaged(run_dir / "log.csv", f"{ends}, but status.json says the run {status['status']} at epoch "
+        raise damaged(folder.log_file, f"{ends}, but status.json says the run {status['status']} at epoch "
                                            f"{last} (the file was cut short or edited)")
     return status, rows
 
@@ -212,17 +267,10 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
 # than it. A resume compares it with the settings asked for, also when config.json is gone.
 
 CHECKPOINT_SETTINGS = "checkpoint.json"
-CHECKPOINTS = ("model.pt", "model.bson", "optimiser.bson")
-RUN_FILES = ("config.json", "status.json", "log.csv", "trace.csv", "console.log", "error.txt",
-             CHECKPOINT_SETTINGS) + CHECKPOINTS
 
 
 def checkpoint_files(run_dir: str | Path) -> list[Path]:
-    return [Path(run_dir) / name for name in CHECKPOINTS if (Path(run_dir) / name).exists()]
-
-
-def write_checkpoint_settings(run_dir: str | Path, config: dict) -> None:
-    atomic_write_json(Path(run_dir) / CHECKPOINT_SETTINGS, {"config": config})
+    return [path for path in RunFolder(run_dir).checkpoints if path.exists()]
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -248,8 +296,8 @@ def run_settings(run_dir: str | Path) -> dict | None:
     gone; None when it holds neither. DamagedRun when one cannot be read, when the two disagree on a setting
     that changes results, or when such a setting is in neither (it would otherwise read as its default)."""
     from .config import LENGTH, USER_NAMES, RunConfig
-    run_dir = Path(run_dir)
-    stored = [(p, stored_config(p)) for p in (run_dir / "config.json", run_dir / CHECKPOINT_SETTINGS) if p.exists()]
+    folder = RunFolder(run_dir)
+    stored = [(p, stored_config(p)) for p in (folder.config_file, folder.checkpoint_file) if p.exists()]
     if not stored:
         return None
     keys = [f.name for f in RunConfig.settings() if f.metadata["result"]]
@@ -302,11 +350,12 @@ class RunLog:
 
     def __init__(self, run_dir: str | Path, echo=None):
         self.dir = Path(run_dir)
+        self.folder = RunFolder(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
         self.rows = read_log_rows(self.dir)
         self.extra_columns = extra_log_columns(self.dir)
-        console = self.dir / "console.log"  # a transcript: a damaged byte in it is kept as U+FFFD
+        console = self.folder.console_file  # a transcript: a damaged byte in it is kept as U+FFFD
         self.console = console.read_text(encoding="utf-8", errors="replace").splitlines() if console.exists() else []
         self.trace = read_trace_rows(self.dir)
         self._tb = None
@@ -316,7 +365,7 @@ class RunLog:
         """Print a line and keep it in console.log."""
         self.echo(line)
         self.console.append(line)
-        atomic_write_text(self.dir / "console.log", "\n".join(self.console) + "\n")
+        atomic_write_text(self.folder.console_file, "\n".join(self.console) + "\n")
 
     # -- epochs ----------------------------------------------------------------
     def reset(self) -> None:
@@ -324,7 +373,7 @@ class RunLog:
         self.console = []
         self.truncate(-1)
         self.keep_trace(0)
-        (self.dir / "console.log").unlink(missing_ok=True)
+        self.folder.console_file.unlink(missing_ok=True)
 
     def truncate(self, epoch: int) -> None:
         """Forget rows after `epoch` (resuming from a checkpoint taken at `epoch`), in log.csv
@@ -360,7 +409,7 @@ class RunLog:
         writer.writeheader()
         for row in self.rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-        atomic_write_text(self.dir / "log.csv", buf.getvalue())
+        atomic_write_text(self.folder.log_file, buf.getvalue())
 
     def _scalars(self, epoch, train, test, valid) -> None:
         if self._tb is None:
@@ -399,7 +448,7 @@ class RunLog:
         steps), appended at once: a run stopped and resumed keeps the rows before its checkpoint
         (`keep_trace` drops the later ones first, so steps only grow here)."""
         row = {"step": int(step), "loss": float(loss), "checksum": None if checksum is None else float(checksum)}
-        path = self.dir / "trace.csv"
+        path = self.folder.trace_file
         with open(path, "a", encoding="utf-8") as f:
             f.write(("" if self.trace else TRACE_HEADER) + _trace_line(row))
         self.trace.append(row)
@@ -407,7 +456,7 @@ class RunLog:
     def keep_trace(self, step: int) -> None:
         """Resuming from a checkpoint taken after `step` optimiser steps: forget the later rows."""
         self.trace = [r for r in self.trace if r["step"] <= step]
-        path = self.dir / "trace.csv"
+        path = self.folder.trace_file
         if self.trace:
             atomic_write_text(path, TRACE_HEADER + "".join(_trace_line(r) for r in self.trace))
         else:
@@ -415,9 +464,8 @@ class RunLog:
 
     # -- status ----------------------------------------------------------------
     def set_status(self, status: str, reason: str = "", **extra) -> None:
-        atomic_write_json(self.dir / "status.json", {
-            "status": status, "reason": reason, "last_epoch": self.last_epoch(),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+        self.folder.write_status(status, reason, last_epoch=self.last_epoch(),
+                                 updated=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
 
     def close(self) -> None:
         if self._tb is not None:

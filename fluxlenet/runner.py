@@ -18,34 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
 from .fsutil import check_writable
-from .rundir import Task, run_is_busy, write_config
-from .runlog import FINAL_STATES, read_status
+from .rundir import Task, run_is_busy
+from .runlog import FINAL_STATES, RunFolder, read_status
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
 BUSY_WAIT_S = 60.0   # how long a rerun waits for a worker of a killed sweep to go
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 class SweepLock:
@@ -263,18 +251,18 @@ def default_threads(cfg: RunConfig) -> int:
 
 
 def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConfig]]:
-    """Before a task is handed to a worker: its settings, with the threads it gets, in config.json.
-    Returns the (task, config) pairs to run; a folder that cannot be written fails its task here."""
-    commit = git_commit()
+    """Before a task is handed to a worker: its settings, with the threads it gets (the worker records them
+    in config.json). Returns the (task, config) pairs to run; a folder that cannot be written fails its task
+    here."""
     ready = []
     for task in tasks:
         cfg = task.cfg if task.cfg.threads else task.cfg.replace(threads=threads_of(task.cfg))
         echo(f"--- {task.label}: {task.run_dir}")
         try:
-            write_config(task.run_dir, cfg.to_dict(), git_commit=commit)
+            check_writable(task.run_dir)
         except OSError as e:
             reason = f"cannot write {e.filename or task.run_dir}: {e.strerror or e}"
-            mark_run(task.run_dir, "failed", reason, echo)
+            mark_run(task, "failed", reason, echo)
             echo(f"--- {task.label} failed: {reason}")
             continue
         ready.append((task, cfg))
@@ -287,7 +275,7 @@ def finish_task(task: Task, exitcode: int | None, echo) -> str:
     status = read_status(task.run_dir)
     if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
         status = {"status": "failed", "reason": _death_reason(exitcode)}
-        mark_run(task.run_dir, "failed", status["reason"], echo)
+        mark_run(task, "failed", status["reason"], echo)
     if status["status"] in ("failed", "interrupted", "diverged"):
         echo(f"--- {task.label} {status['status']}: {status.get('reason', '')}")
     return status["status"]
@@ -311,13 +299,17 @@ def _stop(running: list[tuple[multiprocessing.Process, Task, ServingWorker | Non
             proc.kill()
             proc.join()
         if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
-            mark_run(task.run_dir, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
+            mark_run(task, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
 
 
-def mark_run(folder: Path, status: str, reason: str, echo) -> None:
-    """Record a run's end for a worker that could not (it died, or never started)."""
+def mark_run(task: Task, status: str, reason: str, echo) -> None:
+    """Record a run's end for a worker that could not (it died, or never started); the run's settings too
+    when it died before it wrote them."""
     from .runlog import RunLog
+    folder = task.run_dir
     try:
+        if not RunFolder(folder).config_file.exists():
+            RunFolder(folder).write_config(task.cfg.to_dict())
         log = RunLog(folder, echo=lambda line: None)
         log.say(f"Run {status}: {reason}")
         log.set_status(status, reason)

@@ -22,8 +22,8 @@ from parity.policy import Policy
 from . import sweeps
 from .config import (NOT_SEMANTIC, PROTOCOL_KEYS, SEED_GROUP_FREE, USER_NAMES, ConfigError, mixed_settings,
                      normal_name, rerun_options, result_settings)
-from .runlog import (CHECKPOINT_SETTINGS, LOG_COLUMNS, DamagedRun, check_run_files, damaged, read_config_file,
-                     read_trace_file, run_settings)
+from .runlog import (CHECKPOINT_SETTINGS, LOG_COLUMNS, DamagedRun, RunFolder, check_run_files, damaged,
+                     read_config_file, read_trace_file, run_settings)
 from .rundir import check_origin, other_origin, run_is_busy
 
 # the settings of a write-up's protocol, as published.mismatches names them
@@ -80,10 +80,11 @@ def load_run(folder: str | Path) -> RunFiles:
     """One backend run's files; DamagedRun (a ConfigError: one line naming the file and what to do)
     when one of them cannot be read, ConfigError when the folder is no run folder at all."""
     folder = Path(folder)
-    path = folder / "config.json"
+    files = RunFolder(folder)
+    path = files.config_file
     config = run_settings(folder)  # cross-checked with checkpoint.json, which stands in for a lost config.json
     if config is None:
-        present = [name for name in ("log.csv", "status.json") if (folder / name).exists()]
+        present = [p.name for p in (files.log_file, files.status_file) if p.exists()]
         if present:
             raise damaged(path, f"is missing (the folder holds {' and '.join(present)}, and no {CHECKPOINT_SETTINGS}), "
                                 f"so the run's settings are unknown")
@@ -101,8 +102,8 @@ def load_run(folder: str | Path) -> RunFiles:
                             "killed; run the sweep again to resume it"}
     log = pd.DataFrame(rows, columns=LOG_COLUMNS).set_index("epoch")
     trace = None
-    if (folder / "trace.csv").exists():
-        trace = read_trace(folder / "trace.csv")
+    if files.trace_file.exists():
+        trace = read_trace(files.trace_file)
     return RunFiles(dir=folder, config=config, meta=meta, status=status, log=log, trace=trace)
 
 
@@ -134,12 +135,17 @@ class Damaged:
         return match.group(2) if match else "?"
 
 
+_ANY_RUN = RunFolder(".")
+SETTINGS_FILES = (_ANY_RUN.config_file.name, _ANY_RUN.checkpoint_file.name)  # a run folder holds one of them
+RUN_MARKERS = SETTINGS_FILES + (_ANY_RUN.log_file.name, _ANY_RUN.status_file.name)  # ... or, damaged, these
+
+
 def run_depth(folder: str | Path) -> int | None:
     """How deep below `folder` its run folders (each with a config.json) are: 0, the folder is one;
     1, a run of several backends (`train --savepath`); 2, a sweep folder; 3, a runs folder; None: no runs."""
     folder = Path(folder)
     for depth in (0, 1, 3, 2):  # a runs folder holds sweeps (3) and, at 2, the runs of `train`
-        if any(folder.glob("*/" * depth + "config.json")) or any(folder.glob("*/" * depth + CHECKPOINT_SETTINGS)):
+        if any(any(folder.glob("*/" * depth + name)) for name in SETTINGS_FILES):
             return depth
     return None
 
@@ -148,8 +154,7 @@ def load_sweep_dir(sweep_dir: str | Path, damaged_runs: list[Damaged] | None = N
     """Every run folder `depth` levels below `sweep_dir` (2: a sweep folder, any backend, any seed).
     A damaged run folder raises DamagedRun, or, when `damaged_runs` is a list, is put there and skipped."""
     pattern = "*/" * depth
-    folders = sorted({p.parent for name in ("config.json", CHECKPOINT_SETTINGS, "log.csv", "status.json")
-                      for p in Path(sweep_dir).glob(pattern + name)})
+    folders = sorted({p.parent for name in RUN_MARKERS for p in Path(sweep_dir).glob(pattern + name)})
     runs = []
     for folder in folders:
         try:

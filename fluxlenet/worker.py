@@ -24,6 +24,7 @@ What a worker guarantees, whatever happens to it:
 from __future__ import annotations
 
 import functools
+import subprocess
 import os
 import platform
 import signal
@@ -34,8 +35,9 @@ import traceback
 from pathlib import Path
 
 from . import faults
-from .fsutil import atomic_write_json, atomic_write_text, remove_temporaries
-from .rundir import lock_run, write_config
+from .fsutil import remove_temporaries
+from .rundir import lock_run
+from .runlog import RunFolder
 
 JOBS_ENV = "FLUXLENET_JOBS"  # set by the sweep process: how many runs go at once
 EXIT_INTERRUPTED = 130
@@ -51,6 +53,16 @@ def backend_module(backend: str):
     return torch_backend
 
 
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     """Record the run's settings in checkpoint.json before any checkpoint is written (the sweep
     process has already refused a folder whose checkpoints were trained with other settings;
@@ -58,8 +70,8 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     length where RunConfig.length_problem allows it; checkpoint.json then records the new one.
     `previous`: the run's status before this worker took it."""
     from .config import LENGTH, ConfigError, RunConfig
-    from .runlog import CHECKPOINT_SETTINGS, FINAL_STATES, checkpoint_files, stored_config, write_checkpoint_settings
-    path = run_dir / CHECKPOINT_SETTINGS
+    from .runlog import FINAL_STATES, checkpoint_files, stored_config
+    path = RunFolder(run_dir).checkpoint_file
     if path.exists():
         stored = stored_config(path)
         if cfg.differences(stored, ignore=LENGTH):
@@ -70,7 +82,7 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
                                          previous in FINAL_STATES)
             if problem:
                 raise ConfigError(f"{run_dir} {problem}")
-    write_checkpoint_settings(run_dir, cfg.to_dict())
+    RunFolder(run_dir).write_checkpoint_settings(cfg.to_dict())
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -152,6 +164,7 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         return EXIT_INTERRUPTED
     signal.signal(signal.SIGTERM, _on_sigterm)
     run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     label = f"{config.get('run')} seed {config.get('seed')} [{backend}]"
     lock = log = None
     try:
@@ -161,7 +174,8 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
                   file=sys.stderr)
             return 1
         remove_temporaries(run_dir)
-        (run_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt
+        folder.write_config(config, git_commit=git_commit())  # this process alone writes config.json
+        folder.error_file.unlink(missing_ok=True)  # from an earlier failed attempt
         from .runlog import RunLog, read_status
         previous = read_status(run_dir)["status"]
         log = RunLog(run_dir, echo=_console_echo(config, backend))
@@ -175,7 +189,7 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         faults.point("start", None, cfg.run)
         data = _dataset(cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
         _claim_checkpoints(run_dir, cfg, len(data.train_y), previous)
-        write_config(log.dir, cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
+        folder.write_config(cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
                      threads=impl.threads_used(cfg),
                      python=platform.python_version(), platform=platform.platform(),
                      train_samples=len(data.train_y), test_samples=len(data.test_y),
@@ -238,7 +252,7 @@ def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
         first = reason.splitlines()[0] if reason else type(e).__name__
         line = f"Run failed: {first}"
         try:
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+            RunFolder(run_dir).write_error(traceback.format_exc())
         except OSError:
             pass
     if log is not None:
@@ -248,7 +262,7 @@ def _record_end(e: BaseException, log, run_dir: Path, label: str) -> int:
             pass  # printed already; console.log could not take it
     try:
         if log is None:
-            atomic_write_json(run_dir / "status.json", {"status": state, "reason": reason})
+            RunFolder(run_dir).write_status(state, reason)
         else:
             log.set_status(state, reason, pid=os.getpid())
     except OSError as w:  # a full disk, say: tell the terminal at least

@@ -26,11 +26,10 @@ import pytest
 from fluxlenet import faults
 from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
-from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunLog, check_checkpoint, read_log_rows, read_status,
-                              read_trace_rows)
 from fluxlenet.plan import check_existing
-from fluxlenet.rundir import Task
-from fluxlenet.rundir import run_is_busy, write_config
+from fluxlenet.rundir import Task, run_is_busy
+from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunFolder, RunLog, check_checkpoint, read_log_rows,
+                              read_status, read_trace_rows)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASHION = SHARED / "fashion-mnist"
@@ -485,7 +484,7 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_an_unreadable_status_resumes_the_run(tmp_path):
     cfg = RunConfig(run="A").validate()
-    write_config(tmp_path, cfg.to_dict())
+    RunFolder(tmp_path).write_config(cfg.to_dict())
     (tmp_path / "status.json").write_text('{"status": "fini')  # not ours: ours are atomic
     assert read_status(tmp_path)["status"] == "unknown"
     assert check_existing(Task(cfg, tmp_path)) == "resume"

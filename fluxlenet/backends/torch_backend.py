@@ -181,7 +181,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     shuffle = torch.Generator().manual_seed(cfg.seed)
     lr_factors = cfg.lr_factors(n)  # None: no schedule
-    checkpoint = log.dir / "model.pt"
+    checkpoint = log.folder.torch_checkpoint
 
     eval_batch = cfg.eval_batchsize() or EVAL_BATCH
 
