@@ -39,30 +39,44 @@ def glorot_bound(layer: dict) -> float:
     return float(np.sqrt(6.0 / (fan_in + fan_out)))
 
 
+def _shape(layer: dict) -> tuple:
+    return LAYERS[layer["kind"]].weight_shape(layer)
+
+
+def _julia_glorot_uniform(twister: MersenneTwister, layer: dict) -> np.ndarray:
+    """Flux 0.12's glorot_uniform, drawn in Flux's layout, in Float32 arithmetic as Julia does it."""
+    fan_in, fan_out = LAYERS[layer["kind"]].fans(layer)
+    scale = np.sqrt(np.float32(24) / np.float32(fan_in + fan_out))  # sqrt(24.0f0 / sum(nfan(dims...)))
+    u = twister.rand_float32(*flux_layout.flux_weight_shape(layer))
+    return flux_layout.FROM_FLUX[layer["kind"]]((u - np.float32(0.5)) * scale)
+
+
+# A weight's first values by models.LayerKind.weight_init, torch layout, in each scheme (a rule that
+# draws nothing, "ones", draws nothing from the scheme's generator either, as in Flux).
+NUMPY_INITS = {
+    "glorot_uniform": lambda stream, layer: stream.uniform(-glorot_bound(layer), glorot_bound(layer), _shape(layer)),
+    "ones": lambda stream, layer: np.ones(_shape(layer)),
+}
+JULIA_INITS = {
+    "glorot_uniform": _julia_glorot_uniform,
+    "ones": lambda twister, layer: np.ones(_shape(layer), dtype=np.float32),
+}
+
+
 def initial_weights(layers: list[dict], seed: int, dtype=np.float32,
                     rng: str = "numpy") -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight, bias) for every layer with weights, in order, torch layout."""
+    """(weight, bias) for every layer with weights, in order, torch layout; biases start at zero."""
     if rng == "julia":
         return _julia_weights(layers, MersenneTwister(seed), dtype)
     stream = np.random.default_rng([seed, _WEIGHTS_STREAM])
-    params = []
-    for layer in filter(has_weights, layers):
-        bound = glorot_bound(layer)
-        weight = stream.uniform(-bound, bound, size=LAYERS[layer["kind"]].weight_shape(layer))
-        params.append((weight.astype(np.float32).astype(dtype), np.zeros(layer["out"], dtype=dtype)))
-    return params
+    return [(NUMPY_INITS[LAYERS[layer["kind"]].weight_init](stream, layer).astype(np.float32).astype(dtype),
+             np.zeros(layer["out"], dtype=dtype)) for layer in filter(has_weights, layers)]
 
 
 def _julia_weights(layers: list[dict], twister: MersenneTwister, dtype) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Flux 0.12's glorot_uniform, drawn from `twister` in Flux's layout, in Float32 arithmetic as Julia does it."""
-    params = []
-    for layer in filter(has_weights, layers):
-        fan_in, fan_out = LAYERS[layer["kind"]].fans(layer)
-        scale = np.sqrt(np.float32(24) / np.float32(fan_in + fan_out))  # sqrt(24.0f0 / sum(nfan(dims...)))
-        u = twister.rand_float32(*flux_layout.flux_weight_shape(layer))
-        weight = flux_layout.FROM_FLUX[layer["kind"]]((u - np.float32(0.5)) * scale)
-        params.append((weight.astype(dtype), np.zeros(layer["out"], dtype=dtype)))
-    return params
+    """The post's weights: each layer's init drawn from `twister` in the order the layers are built."""
+    return [(JULIA_INITS[LAYERS[layer["kind"]].weight_init](twister, layer).astype(dtype),
+             np.zeros(layer["out"], dtype=dtype)) for layer in filter(has_weights, layers)]
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")
+# How a layer's weight starts (its bias starts at zero): each scheme has one function a name (init.py's
+# NUMPY_INITS and JULIA_INITS, torch_backend.TORCH_INITS); Flux's layers start so by default.
+WEIGHT_INITS = ("glorot_uniform", "ones")
 
 
 class SpecError(ValueError):
@@ -57,17 +60,19 @@ class LayerKind:
     output: Callable[[dict, tuple], tuple]                   # its output shape; SpecError if the input does not fit
     weight_shape: Callable[[dict], tuple] | None = None      # torch layout; None: no weights (else a bias (out,))
     fans: Callable[[dict], tuple[int, int]] | None = None    # Flux's (fan_in, fan_out), for glorot_uniform
+    weight_init: str | None = None                           # one of WEIGHT_INITS, for a kind with weights
 
 
 LAYERS = {
     "conv": LayerKind(("kernel", "in", "out", "pad", "act"), _conv_output,
                       weight_shape=lambda l: (l["out"], l["in"], l["kernel"], l["kernel"]),
-                      fans=lambda l: (l["kernel"] ** 2 * l["in"], l["kernel"] ** 2 * l["out"])),
+                      fans=lambda l: (l["kernel"] ** 2 * l["in"], l["kernel"] ** 2 * l["out"]),
+                      weight_init="glorot_uniform"),
     "maxpool": LayerKind(("size",), _pool_output),     # stride = size, no padding
     "meanpool": LayerKind(("size",), _pool_output),
     "flatten": LayerKind((), lambda layer, shape: (math.prod(shape),)),
     "dense": LayerKind(("in", "out", "act"), _dense_output, weight_shape=lambda l: (l["out"], l["in"]),
-                       fans=lambda l: (l["in"], l["out"])),
+                       fans=lambda l: (l["in"], l["out"]), weight_init="glorot_uniform"),
     "dropout": LayerKind(("p",), lambda layer, shape: shape),
 }
 LAYER_KINDS = tuple(LAYERS)

@@ -1,11 +1,13 @@
 """Model specs, lockstep initialisation and the torch models built from them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from fluxlenet import init, models
-from fluxlenet.backends.torch_backend import build_model, load_weights, native_init
+from fluxlenet.backends.torch_backend import build_model, load_weights, native_init, parametrised
 
 
 def test_post_lenet5_has_the_zoo_parameter_count():
@@ -74,8 +76,35 @@ def test_weights_load_into_torch_and_native_init_draws_the_same_distribution():
     load_weights(model, params)
     assert torch.equal(model[0].weight, torch.from_numpy(params[0][0]))
     torch.manual_seed(0)
-    native_init(model)
+    native_init(model, layers)
     w = model[0].weight.detach().numpy()
     assert not np.array_equal(w, params[0][0])
     assert np.abs(w).max() <= init.glorot_bound(layers[0]) + 1e-7
     assert not model[0].bias.detach().numpy().any()
+
+
+def test_every_kind_with_weights_declares_an_init_that_every_scheme_has():
+    from fluxlenet.backends.torch_backend import TORCH_INITS
+    for name, kind in models.LAYERS.items():
+        assert (kind.weight_init is not None) == (kind.weight_shape is not None), name
+    for table in (init.NUMPY_INITS, init.JULIA_INITS, TORCH_INITS):
+        assert set(table) == set(models.WEIGHT_INITS)
+
+
+def test_a_kind_whose_weight_starts_at_one_is_one_table_entry(monkeypatch):
+    """A kind's init is read from the table by every scheme: a dense layer declared "ones" starts at ones in
+    the numpy and the julia scheme and in torch's native init, and draws nothing from the post's generator."""
+    monkeypatch.setitem(models.LAYERS, "dense", dataclasses.replace(models.LAYERS["dense"], weight_init="ones"))
+    layers = models.MODELS["lenet5"]["layers"]
+    for rng in ("numpy", "julia"):
+        params = init.initial_weights(layers, seed=42, rng=rng)
+        assert all(np.array_equal(w, np.ones_like(w)) for w, _ in params[2:]), rng
+        assert not np.array_equal(params[0][0], np.ones_like(params[0][0]))
+    model = build_model(layers)
+    native_init(model, layers)
+    dense = parametrised(model)[2:]
+    assert all(torch.equal(m.weight, torch.ones_like(m.weight)) for m in dense)
+    assert not torch.equal(parametrised(model)[0].weight, torch.ones_like(parametrised(model)[0].weight))
+    first_order = next(init.epoch_orders(layers, 42, 100, rng="julia"))
+    monkeypatch.undo()
+    assert not np.array_equal(first_order, next(init.epoch_orders(layers, 42, 100, rng="julia")))  # fewer draws

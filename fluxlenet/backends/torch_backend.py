@@ -23,6 +23,7 @@ from .. import faults
 from ..config import LENGTH, ConfigError, RunConfig
 from ..fsutil import atomic_path
 from ..init import epoch_orders, initial_weights
+from ..models import LAYERS, has_weights
 from ..runlog import damaged, round4
 from .torch_optim import ChainOptimiser
 from .torch_pool import NumbaMaxPool2d, ReluMaxPool2d
@@ -89,11 +90,18 @@ def load_weights(model: nn.Module, params: list[tuple[np.ndarray, np.ndarray]]) 
         module.bias.copy_(torch.from_numpy(bias))
 
 
+# models.LayerKind.weight_init with torch's RNG (xavier_uniform_ is glorot_uniform: the same fans as Flux's)
+TORCH_INITS = {"glorot_uniform": nn.init.xavier_uniform_, "ones": nn.init.ones_}
+
+
 @torch.no_grad()
-def native_init(model: nn.Module) -> None:
-    """Flux's scheme with torch's RNG: glorot_uniform (= xavier_uniform, same fans) and zero biases."""
-    for module in parametrised(model):
-        nn.init.xavier_uniform_(module.weight)
+def native_init(model: nn.Module, layers: list[dict]) -> None:
+    """Flux's scheme with torch's RNG: each weight by its kind's weight_init, zero biases."""
+    weighted = [layer for layer in layers if has_weights(layer)]
+    modules = parametrised(model)
+    assert len(weighted) == len(modules), "spec and model disagree"
+    for layer, module in zip(weighted, modules):
+        TORCH_INITS[LAYERS[layer["kind"]].weight_init](module.weight)
         nn.init.zeros_(module.bias)
 
 
@@ -175,7 +183,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
         load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32,
                                             rng=cfg.rng))
     else:
-        native_init(model)
+        native_init(model, layers)
     # ChainOptimiser moves the parameters into one buffer (each becomes a view of it): every
     # operation of its rule is then one tensor op over all of them.
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())

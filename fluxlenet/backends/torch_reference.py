@@ -29,7 +29,7 @@ def train_plain(cfg, data) -> tuple[list[float], torch.nn.Module]:
         load_weights(model, initial_weights(layers, cfg.seed, np.float64 if dtype == torch.float64 else np.float32,
                                             rng=cfg.rng))
     else:
-        native_init(model)
+        native_init(model, layers)
     optimiser = ChainOptimiser(model.parameters(), cfg.optimiser_chain())
     x = torch.from_numpy(data.train_x).to(cfg.device, dtype)
     y = torch.from_numpy(data.train_y).to(cfg.device)
