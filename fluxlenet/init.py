@@ -53,8 +53,13 @@ def _julia_glorot_uniform(twister: MersenneTwister, layer: dict) -> np.ndarray:
 
 # A weight's first values by models.LayerKind.weight_init, torch layout, in each scheme (a rule that
 # draws nothing, "ones", draws nothing from the scheme's generator either, as in Flux).
+def _numpy_glorot_uniform(stream: np.random.Generator, layer: dict) -> np.ndarray:
+    bound = glorot_bound(layer)
+    return stream.uniform(-bound, bound, _shape(layer))
+
+
 NUMPY_INITS = {
-    "glorot_uniform": lambda stream, layer: stream.uniform(-glorot_bound(layer), glorot_bound(layer), _shape(layer)),
+    "glorot_uniform": _numpy_glorot_uniform,
     "ones": lambda stream, layer: np.ones(_shape(layer)),
 }
 JULIA_INITS = {

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from .config import RunConfig
 from .fsutil import atomic_write_json, read_json
 from .runlog import RunFolder
 
@@ -26,8 +27,8 @@ LOCK_WAIT_S = 60.0
 
 @dataclass
 class Task:
-    """A run to do: its settings (a validated RunConfig) and its folder."""
-    cfg: object
+    """A run to do: its settings (validated) and its folder."""
+    cfg: RunConfig
     run_dir: Path
 
     @property
@@ -35,11 +36,11 @@ class Task:
         return f"{self.cfg.run} seed {self.cfg.seed} [{self.cfg.backend}]"
 
 
-def run_id(cfg) -> str:
+def run_id(cfg: RunConfig) -> str:
     return f"{cfg.run}-seed{cfg.seed}"
 
 
-def run_dir(runs_dir: Path, cfg) -> Path:
+def run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
     return Path(runs_dir) / cfg.sweep / run_id(cfg) / cfg.backend
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import Task, run_is_busy
-from .runlog import FINAL_STATES, RunFolder, read_status
+from .runlog import FINAL_STATES, read_status
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -306,12 +306,11 @@ def mark_run(task: Task, status: str, reason: str, echo) -> None:
     """Record a run's end for a worker that could not (it died, or never started); the run's settings too
     when it died before it wrote them."""
     from .runlog import RunLog
-    folder = task.run_dir
     try:
-        if not RunFolder(folder).config_file.exists():
-            RunFolder(folder).write_config(task.cfg.to_dict())
-        log = RunLog(folder, echo=lambda line: None)
+        log = RunLog(task.run_dir, echo=lambda line: None)
+        if not log.folder.config_file.exists():
+            log.folder.write_config(task.cfg.to_dict())
         log.say(f"Run {status}: {reason}")
         log.set_status(status, reason)
     except (OSError, ValueError) as e:
-        echo(f"--- could not record the state of {folder}: {getattr(e, 'strerror', None) or e}")
+        echo(f"--- could not record the state of {task.run_dir}: {getattr(e, 'strerror', None) or e}")

@@ -71,7 +71,8 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     `previous`: the run's status before this worker took it."""
     from .config import LENGTH, ConfigError, RunConfig
     from .runlog import FINAL_STATES, checkpoint_files, stored_config
-    path = RunFolder(run_dir).checkpoint_file
+    folder = RunFolder(run_dir)
+    path = folder.checkpoint_file
     if path.exists():
         stored = stored_config(path)
         if cfg.differences(stored, ignore=LENGTH):
@@ -82,7 +83,7 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
                                          previous in FINAL_STATES)
             if problem:
                 raise ConfigError(f"{run_dir} {problem}")
-    RunFolder(run_dir).write_checkpoint_settings(cfg.to_dict())
+    folder.write_checkpoint_settings(cfg.to_dict())
 
 
 def _die_with_parent(parent_pid: int) -> None:
