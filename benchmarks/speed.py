@@ -147,15 +147,15 @@ def child(args) -> dict:
         # the worker's own entry point (as `python -m fluxlenet train` runs it), in this process
         from fluxlenet import worker
         from fluxlenet.backends import torch_backend
-        from fluxlenet.runlog import read_log_rows, read_status
+        from fluxlenet.runlog import RunFolder
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
             with TimedEvaluate(torch_backend) as timed:
                 worker.worker_main("torch", cfg.to_dict(), tmp)
             wall = time.perf_counter() - started
-            status = read_status(tmp)["status"]
+            status = RunFolder(tmp).read_status()["status"]
             assert status == "finished", status
-            train_s = [r["seconds"] for r in read_log_rows(tmp) if r["seconds"] is not None]
+            train_s = [r["seconds"] for r in RunFolder(tmp).read_log_rows() if r["seconds"] is not None]
         evals = [sum(timed.calls[i:i + 2]) for i in range(0, len(timed.calls), 2)]  # train + test set
         return {"train": train_s, "eval": evals, "wall": wall}
     torch.set_flush_denormal(args.flush_subnormals)
@@ -215,7 +215,7 @@ def flux_child(args) -> None:
     from fluxlenet.backends import flux_layout
     from fluxlenet.config import RunConfig
     from fluxlenet.data import load_dataset
-    from fluxlenet.runlog import RunLog, read_log_rows
+    from fluxlenet.runlog import RunFolder, RunLog
     FL = flux.fluxlenet_module()
     result["julia_load_s"] = time.perf_counter() - started
     data = load_dataset(args.dataset, args.data_dir, train_size=args.train_size, download=False, progress=False)
@@ -236,7 +236,7 @@ def flux_child(args) -> None:
             flux.train(cfg, data, log)
             wall = time.perf_counter() - t
             log.close()
-            seconds = [r["seconds"] for r in read_log_rows(tmp) if r["seconds"] is not None]
+            seconds = [r["seconds"] for r in RunFolder(tmp).read_log_rows() if r["seconds"] is not None]
         # 3 reports (epochs 0, 1, 2); their cost is the wall time the epochs do not explain
         result[f"b{batchsize}"] = {"first_epoch_s": seconds[0], "steady_epoch_s": seconds[1],
                                    "report_s": (wall - sum(seconds)) / 3}

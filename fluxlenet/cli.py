@@ -146,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="one run with the post's Args as flags",
                        description="One run of the post's loop, with the post's Args (conv_mnist.jl) as flags.")
     add_setting_options(p, "train", defaults=True)
-    p.add_argument("--savepath", type=folder, default="runs/train", help="run folder (default runs/train)")
+    p.add_argument("--savepath", type=folder, default="runs/train",
+                   help="the folder of train's runs, laid out as a sweep's: <savepath>/<name>-seed<N>/<backend>/, "
+                        "the run named after the folder (default runs/train)")
     add_run_options(p, sweep=False)
 
     sub.add_parser("list", help="list sweeps, models and optimisers")
@@ -341,8 +343,8 @@ def cmd_sweep(args, echo) -> int:
     notes.append(f"Sweep {sweep.name}: {len(sweep.runs)} runs x {len(configs) // len(sweep.runs)} seeds, "
                  f"backends: {', '.join(backends)}")
     runs_dir = Path(args.runs_dir)
-    return plan.execute(configs, backends, lambda c: run_dir(runs_dir, c), [runs_dir / sweep.name], echo, notes,
-                        **executor_options(args), prepare=prepare, sweeps_of={runs_dir / sweep.name: sweep})
+    return plan.execute(configs, backends, lambda c: run_dir(runs_dir / c.sweep, c), [runs_dir / sweep.name], echo,
+                        notes, **executor_options(args), prepare=prepare, sweeps_of={runs_dir / sweep.name: sweep})
 
 
 def cmd_train(args, echo) -> int:
@@ -361,10 +363,12 @@ def cmd_train(args, echo) -> int:
                           f"{name_problem(name)}")
     values = {f.name: getattr(args, f.name) for f in RunConfig.settings(cli="train")}
     cfg = RunConfig(sweep="train", run=name, **values).replace(**overrides(args)).validate()
+    plan.check_train_folder(savepath)
     notes = []
     backends = plan.choose_backends(args.backend, notes, [cfg], echo)
-    return plan.execute([cfg], backends, lambda c: savepath / c.backend, [savepath], echo, notes,
-                        **executor_options(args), seed_groups=False)
+    # --savepath is the sweep folder of one run: <savepath>/<name>-seed<N>/<backend>/, as a sweep's runs
+    return plan.execute([cfg], backends, lambda c: run_dir(savepath, c), [savepath], echo, notes,
+                        **executor_options(args))
 
 
 # -- list and data ----------------------------------------------------------------------
@@ -468,7 +472,7 @@ def cmd_reproduce(args, echo) -> int:
                      + (f"; then {len(variants)} same-seed runs in other arithmetic to size the replay's band "
                         f"({', '.join(sorted({c.sweep for c in variants}))})" if variants else ""))
         variant_backends = ["torch"] if "torch" in backends else backends
-        plan.execute(configs, backends, lambda c: run_dir(runs_dir, c),
+        plan.execute(configs, backends, lambda c: run_dir(runs_dir / c.sweep, c),
                      [runs_dir / n for n in names + sorted({c.sweep for c in variants})], echo, notes,
                      **executor_options(args), extra=[(c, variant_backends) for c in variants],
                      sweeps_of={runs_dir / n: loaded[n] for n in names})

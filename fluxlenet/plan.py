@@ -15,8 +15,8 @@ from pathlib import Path
 from . import models, sweeps
 from .config import LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
 from .rundir import Task
-from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, DamagedRun, RunFolder, check_checkpoint, check_run_files,
-                     checkpoint_files, damaged, read_config_file, read_status, run_settings, stored_config)
+from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, DamagedRun, RunFolder, check_checkpoint, damaged,
+                     read_config_file, stored_config)
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # execute's exit codes besides 0 (cli's docstring lists them all)
 RAY_TIMEOUT_S = 60.0    # how long a --ray-address cluster has to answer
@@ -132,21 +132,21 @@ def check_existing(task: Task) -> str:
     for folder in (run_dir.parent, run_dir):
         if folder.exists() and not folder.is_dir():
             raise damaged(folder, "is a file where the run folder should be", "move it away")
-    settings = run_settings(run_dir)
+    settings = files.read_settings()
     if settings is not None:
         if task.cfg.differences(settings, ignore=LENGTH):  # the message names the length too, if it differs
             raise ConfigError(f"{run_dir} holds a run with other settings "
                               f"({', '.join(task.cfg.differences(settings))}); "
                               f"use another folder (--runs-dir; --savepath for train) or remove that one")
     else:
-        leftovers = checkpoint_files(run_dir) + [p for p in [files.log_file] if p.exists()]
+        leftovers = files.existing_checkpoints() + [p for p in [files.log_file] if p.exists()]
         if leftovers:
             name = leftovers[0].name
             raise damaged(run_dir, f"holds {name} but neither config.json nor {CHECKPOINT_SETTINGS}, so the "
                                    f"settings it was trained with are unknown",
                           f"move that folder away (or delete {name}) to start the run afresh")
         return "new"
-    status, _ = check_run_files(run_dir)
+    status, _ = files.check_files()
     stored = [p for p in (files.config_file, files.checkpoint_file) if p.exists()]
     trained = stored_config(stored[-1])  # checkpoint.json, the checkpoints' settings, when it is there
     if task.cfg.differences(trained) and status["status"] != "diverged":
@@ -154,14 +154,14 @@ def check_existing(task: Task) -> str:
         ntrain = read_config_file(stored[0]).get("train_samples")  # config.json's, written by the worker
         ntrain = ntrain if isinstance(ntrain, int) and ntrain > 0 else None
         old = RunConfig.from_stored(trained)
-        problem = task.cfg.length_problem(old, ntrain, bool(checkpoint_files(run_dir)), finished)
+        problem = task.cfg.length_problem(old, ntrain, bool(files.existing_checkpoints()), finished)
         if problem:
             raise ConfigError(f"{run_dir} {problem}")
         if finished and ntrain is not None and task.cfg.end_step(ntrain) == old.end_step(ntrain):
             return "done"  # the same length in other words (epochs or steps)
     elif status["status"] in FINAL_STATES:
         return "done"
-    for path in checkpoint_files(run_dir):
+    for path in files.existing_checkpoints():
         check_checkpoint(path)
     return "resume"
 
@@ -182,7 +182,7 @@ def check_seed_groups(tasks: list[Task]) -> None:
             if not pattern.fullmatch(entry.name) or folder in ours or not folder.is_dir():
                 continue
             try:
-                stored = run_settings(folder)
+                stored = RunFolder(folder).read_settings()
             except ConfigError:  # unreadable or inconsistent settings: parity names that folder as damaged
                 continue
             diff = task.cfg.differences(stored, ignore=SEED_GROUP_FREE) if stored else []
@@ -192,8 +192,26 @@ def check_seed_groups(tasks: list[Task]) -> None:
             folders = ", ".join(str(entry) for entry, _ in differ[:3]) + (", ..." if len(differ) > 3 else "")
             raise ConfigError(f"{sweep_dir} holds {len(differ)} seed(s) of run {task.cfg.run} ({task.cfg.backend}) "
                               f"with other settings ({', '.join(differ[0][1])}); the seeds of a run must differ "
-                              f"in the seed alone, or they would be averaged as seeds: use another --runs-dir, "
-                              f"or move {folders} away")
+                              f"in the seed alone, or they would be averaged as seeds: use another folder "
+                              f"(--runs-dir; --savepath for train), or move {folders} away")
+
+
+def check_train_folder(savepath: Path) -> None:
+    """ConfigError when `savepath` holds a run in `train`'s old layout (<savepath>/<backend>/, before runs
+    of `train` were laid out as a sweep's): a new run beside it would hide it from parity and report."""
+    from .config import BACKENDS
+    for backend in BACKENDS:
+        old = RunFolder(savepath / backend)
+        if not any(p.exists() for p in (old.config_file, old.checkpoint_file, old.log_file)):
+            continue
+        try:
+            settings = old.read_settings() or {}
+        except ConfigError:
+            settings = {}
+        run_id = f"{settings.get('run', '<run>')}-seed{settings.get('seed', '<N>')}"
+        raise ConfigError(f"{savepath} holds a run in the old layout of `train` ({old.path}/); runs of train "
+                          f"now go in <savepath>/<run>-seed<N>/<backend>/: move it to {savepath / run_id}/{backend}/, "
+                          f"or give another --savepath")
 
 
 def restore_config(task: Task) -> bool:
@@ -238,16 +256,15 @@ def check_inputs(configs: list[RunConfig], echo) -> None:
 def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs: list[Path], echo,
             announce: list[str], *, executor: str = "local", jobs: int = 1, ray_address: str | None = None,
             ray_timeout: float | None = None, prepare=None, extra: list[tuple[RunConfig, list[str]]] = (),
-            seed_groups: bool = True, sweeps_of: dict | None = None) -> int:
+            sweeps_of: dict | None = None) -> int:
     """Check the run folders and the inputs, call `prepare` (a sweep file to write, say), say `announce`
     and run what is not done: each of `configs` in every one of `backends`, then each (config, its backends)
     of `extra`.
 
-    seed_groups: the run folders are <sweep>/<run>-seed<N>/<backend>/, whose seeds must differ in the seed
-    alone (check_seed_groups). sweeps_of: {sweep folder: its Sweep}, so that two sweep files of one
-    name do not share a folder (rundir.check_origin). A damaged run folder is named in one `error:` line
-    and left as it is; the other runs go on (exit code 2 at the end). Ctrl-C while runs go raises
-    Interrupted, saying what was saved."""
+    The seeds of a run must differ in the seed alone (check_seed_groups). sweeps_of: {sweep folder: its
+    Sweep}, so that two sweep files of one name do not share a folder (rundir.check_origin). A damaged
+    run folder is named in one `error:` line and left as it is; the other runs go on (exit code 2 at the
+    end). Ctrl-C while runs go raises Interrupted, saying what was saved."""
     from . import runner
     from .rundir import check_origin, record_origin
     if executor == "ray":
@@ -263,8 +280,7 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
     configs = configs + [cfg for cfg, _ in extra]
     for folder, sweep in (sweeps_of or {}).items():  # reads only, as the next: a refused command writes nothing
         check_origin(folder, sweep, "rename one of the files, or give this one another --runs-dir")
-    if seed_groups:
-        check_seed_groups(tasks)
+    check_seed_groups(tasks)
     with contextlib.ExitStack() as locks:
         for lock_dir in lock_dirs:  # first: an unwritable runs folder is said before any data is read
             locks.enter_context(runner.SweepLock(lock_dir))
@@ -318,8 +334,8 @@ def execute(configs: list[RunConfig], backends: list[str], folder_of, lock_dirs:
 
 def saved_note(tasks) -> str:
     """What an interrupted command leaves of the runs it was to run, in one sentence."""
-    finished = [t for t in tasks if read_status(t.run_dir)["status"] in FINAL_STATES]
-    resumable = [t for t in tasks if t not in finished and checkpoint_files(t.run_dir)]
+    finished = [t for t in tasks if RunFolder(t.run_dir).read_status()["status"] in FINAL_STATES]
+    resumable = [t for t in tasks if t not in finished and RunFolder(t.run_dir).existing_checkpoints()]
     if not finished and not resumable:
         return "No run finished or has a checkpoint to go on from; run the same command again to start them."
     parts = ([f"{len(finished)} run(s) finished"] if finished else []) + (
@@ -336,7 +352,7 @@ def print_summary(tasks, echo, damaged=()) -> None:
          + (f"{'valid acc':>9} " if valid else "") + f"{'test acc':>8} {'test loss':>9} {'s/epoch':>7}  folder")
     for task in tasks:
         try:
-            status, rows = check_run_files(task.run_dir)
+            status, rows = RunFolder(task.run_dir).check_files()
             status = "damaged" if task.run_dir in damaged else status["status"]
         except DamagedRun:
             status, rows = "damaged", []

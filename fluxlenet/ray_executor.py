@@ -25,7 +25,7 @@ from pathlib import Path
 from .config import ConfigError
 from .runner import (STOP_WAIT_S, Task, default_threads, finish_task, mark_run, raise_interrupt, start_tasks,
                      wait_until_free)
-from .runlog import FINAL_STATES, read_status
+from .runlog import FINAL_STATES, RunFolder
 from .worker import JOBS_ENV, worker_main
 
 JULIA_RESOURCE = "fluxlenet_julia"
@@ -231,7 +231,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
                 code = ray.get(done[0])
             except Exception as e:  # the task itself was lost (its node died): the run did not finish
                 code = None
-                if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
+                if RunFolder(task.run_dir).read_status()["status"] not in FINAL_STATES + ("failed", "interrupted"):
                     mark_run(task, "failed", f"its Ray task was lost ({type(e).__name__})", echo)
             results.setdefault(finish_task(task, code, echo), []).append(task)
     except KeyboardInterrupt:
@@ -240,7 +240,7 @@ def _run(ray, tasks: list[Task], folder: Path, echo) -> dict[str, list[Task]]:
             ray.cancel(ref)
         ray.wait(list(pending), num_returns=len(pending), timeout=STOP_WAIT_S + 5)
         for task in pending.values():
-            if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
+            if RunFolder(task.run_dir).read_status()["status"] not in FINAL_STATES + ("failed", "interrupted"):
                 mark_run(task, "interrupted", "stopped by Ctrl-C (its Ray task was cancelled)", echo)
         raise
     finally:

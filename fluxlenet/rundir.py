@@ -1,8 +1,8 @@
 """Run-folder bookkeeping shared by the sweep process and the workers: where a run's folder is, who holds
 a run, which sweep file a sweep folder belongs to (runlog.RunFolder names the files inside a run).
 
-- `Task` / `run_dir`: a run of a sweep lives in <runs dir>/<sweep>/<run>-seed<N>/<backend>/ (`train`
-  names its folder itself: <savepath>/<backend>/).
+- `Task` / `run_dir`: a run lives in <sweep folder>/<run>-seed<N>/<backend>/, for a sweep
+  (<runs dir>/<sweep>/) and for `train` (--savepath, a sweep folder of one run) alike.
 - `lock_run` / `run_is_busy`: a worker holds an exclusive lock (flock, through filelock) on
   `<run dir>/.worker.lock` while it works on that run, so a rerun (or `parity`) can tell a live
   worker from a dead one: the kernel drops the lock with the process.
@@ -40,8 +40,9 @@ def run_id(cfg: RunConfig) -> str:
     return f"{cfg.run}-seed{cfg.seed}"
 
 
-def run_dir(runs_dir: Path, cfg: RunConfig) -> Path:
-    return Path(runs_dir) / cfg.sweep / run_id(cfg) / cfg.backend
+def run_dir(sweep_dir: Path, cfg: RunConfig) -> Path:
+    """The one layout of a run's folder: <sweep folder>/<run>-seed<N>/<backend>/."""
+    return Path(sweep_dir) / run_id(cfg) / cfg.backend
 
 
 def lock_run(run_dir: Path, wait_s: float = LOCK_WAIT_S) -> FileLock | None:

@@ -1,6 +1,7 @@
 """The files of one backend run: RunFolder names each of them (config.json, checkpoint.json, status.json,
 log.csv, trace.csv, console.log, error.txt, the checkpoints, the worker's lock) and writes the small
-documents; the readers here and RunLog (log.csv, console.log, TensorBoard scalars) take their paths from it.
+documents and reads every file back (DamagedRun, one line naming the file, for one that is not ours);
+RunLog writes log.csv, console.log, trace.csv and the TensorBoard scalars in it.
 
 Both backends hand their epoch figures to a RunLog, so a Flux run and a torch run leave
 the same files. Every file is rewritten atomically (they are small), so a killed run
@@ -40,7 +41,7 @@ EVENTS_GLOB = "events.out.tfevents.*"
 
 @dataclass(frozen=True)
 class RunFolder:
-    """One backend run's folder (<runs>/<sweep>/<run>-seed<N>/<backend>/; `train`: <savepath>/<backend>/)
+    """One backend run's folder (<runs>/<sweep>/<run>-seed<N>/<backend>/; `train`: <savepath>/<run>-seed<N>/<backend>/)
     and every path in it.
 
     config.json is written by the worker that runs the run (its settings when it takes the run, then the
@@ -88,6 +89,105 @@ class RunFolder:
 
     def write_error(self, text: str) -> None:
         atomic_write_text(self.error_file, text)
+
+    # -- reading: DamagedRun (one line naming the file) for a file that is not one we wrote
+
+    def read_log_rows(self) -> list[dict]:
+        """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); [] when absent. A column
+        added by hand is kept as text (see extra_log_columns)."""
+        path = self.log_file
+        if not path.exists():
+            return []
+        rows = []
+        for line, raw in _csv_rows(path, ["epoch"]):
+            row = {key: value for key, value in raw.items() if key not in LOG_COLUMNS}
+            for key in LOG_COLUMNS:
+                value = raw.get(key, "")
+                if key == "status":
+                    row[key] = value
+                elif key == "epoch":
+                    row[key] = _number(path, line, key, value, int)
+                else:
+                    row[key] = _number(path, line, key, value) if value != "" else None
+            if row["epoch"] < 0 or (rows and row["epoch"] <= rows[-1]["epoch"]):
+                raise damaged(path, f"line {line}: epoch {row['epoch']} does not follow "
+                                    f"{'epoch ' + str(rows[-1]['epoch']) if rows else 'the header'}")
+            rows.append(row)
+        return rows
+
+    def extra_log_columns(self) -> list[str]:
+        """The columns of log.csv that we do not write (added by hand), in their order. A resumed run
+        keeps them, after ours, with empty cells in the rows it adds: nothing in the file is lost."""
+        if not self.log_file.exists():
+            return []
+        header = next(csv.reader(_read_text(self.log_file).splitlines()), [])
+        return [column for column in header if column not in LOG_COLUMNS]
+
+    def read_trace_rows(self) -> list[dict]:
+        """trace.csv as rows {step, loss, checksum}; [] when absent."""
+        return read_trace_file(self.trace_file) if self.trace_file.exists() else []
+
+    def read_status(self) -> dict:
+        """status.json as a dict; {"status": "new"} when absent. An unreadable file (written
+        by hand: ours are atomic) counts as an unfinished run, so a rerun resumes it."""
+        path = self.status_file
+        if not path.exists():
+            return {"status": "new"}
+        try:
+            status = read_json(path)
+            if isinstance(status, dict) and isinstance(status.get("status"), str):
+                return status
+        except (OSError, ValueError):
+            pass
+        return {"status": "unknown", "reason": f"{path} is unreadable"}
+
+    def check_files(self) -> tuple[dict, list[dict]]:
+        """status.json and log.csv, checked against each other (and trace.csv read): DamagedRun for a file
+        that cannot be read, or a finished run whose log does not end where status.json says it did (a log
+        cut short would report the wrong final figures)."""
+        for path in self.files:
+            if path.is_dir():
+                raise damaged(path, "is a directory, not a file")
+        status, rows = self.read_status(), self.read_log_rows()
+        self.read_trace_rows()
+        last = status.get("last_epoch")
+        logged = rows[-1]["epoch"] if rows else None
+        if status["status"] in FINAL_STATES and isinstance(last, int) and logged != last:
+            ends = f"ends at epoch {logged}" if rows else "holds no epochs"
+            raise damaged(self.log_file, f"{ends}, but status.json says the run {status['status']} at epoch "
+                                         f"{last} (the file was cut short or edited)")
+        return status, rows
+
+    def existing_checkpoints(self) -> list[Path]:
+        return [path for path in self.checkpoints if path.exists()]
+
+    def read_settings(self) -> dict | None:
+        """The settings the run was trained with: config.json's, cross-checked with checkpoint.json's (the
+        sweep and the worker write both from one RunConfig), or checkpoint.json's alone when config.json is
+        gone; None when it holds neither. DamagedRun when one cannot be read, when the two disagree on a
+        setting that changes results, or when such a setting is in neither (it would read as its default)."""
+        from .config import LENGTH, USER_NAMES, RunConfig
+        stored = [(p, stored_config(p)) for p in (self.config_file, self.checkpoint_file) if p.exists()]
+        if not stored:
+            return None
+        keys = [f.name for f in RunConfig.settings() if f.metadata["result"]]
+        if len(stored) == 2:
+            (path, a), (_, b) = stored
+            # the length may differ: a run resumed for more epochs records them in config.json before its
+            # next checkpoint
+            differ = [f"{USER_NAMES.get(k, k)} {a[k]!r} vs {b[k]!r}" for k in keys
+                      if k in a and k in b and a[k] != b[k] and k not in LENGTH]
+            if differ:
+                raise damaged(path, f"and {CHECKPOINT_SETTINGS} beside it disagree ({', '.join(differ)}: one was "
+                                    f"edited), so the settings the run was trained with are unknown")
+        settings = {**stored[-1][1], **stored[0][1]}  # config.json's where both say it
+        missing = [USER_NAMES.get(k, k) for k in keys if k not in settings]
+        if missing:
+            where = " nor ".join(p.name for p, _ in stored)
+            raise damaged(stored[0][0], f"{'neither ' if len(stored) == 2 else ''}{where} says the setting"
+                                        f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, so the run's "
+                                        f"settings are unknown")
+        return settings
 
 
 def round4(x: float) -> float:
@@ -162,41 +262,6 @@ def _number(path: Path, line: int, column: str, text: str, kind=float):
         raise damaged(path, f"line {line}: {column} {text[:40]!r} is not {what}") from None
 
 
-def read_log_rows(run_dir: str | Path) -> list[dict]:
-    """Rows of log.csv as dicts of floats (epoch as int; empty cells as None); DamagedRun names
-    the line of a file that is not one we wrote. A column added by hand is kept as text (see
-    extra_log_columns)."""
-    path = RunFolder(run_dir).log_file
-    if not path.exists():
-        return []
-    rows = []
-    for line, raw in _csv_rows(path, ["epoch"]):
-        row = {key: value for key, value in raw.items() if key not in LOG_COLUMNS}
-        for key in LOG_COLUMNS:
-            value = raw.get(key, "")
-            if key == "status":
-                row[key] = value
-            elif key == "epoch":
-                row[key] = _number(path, line, key, value, int)
-            else:
-                row[key] = _number(path, line, key, value) if value != "" else None
-        if row["epoch"] < 0 or (rows and row["epoch"] <= rows[-1]["epoch"]):
-            raise damaged(path, f"line {line}: epoch {row['epoch']} does not follow "
-                                f"{'epoch ' + str(rows[-1]['epoch']) if rows else 'the header'}")
-        rows.append(row)
-    return rows
-
-
-def extra_log_columns(run_dir: str | Path) -> list[str]:
-    """The columns of log.csv that we do not write (added by hand), in their order. A resumed run
-    keeps them, after ours, with empty cells in the rows it adds: nothing in the file is lost."""
-    path = RunFolder(run_dir).log_file
-    if not path.exists():
-        return []
-    header = next(csv.reader(_read_text(path).splitlines()), [])
-    return [column for column in header if column not in LOG_COLUMNS]
-
-
 TRACE_HEADER = "step,loss,checksum\n"
 
 
@@ -219,47 +284,6 @@ def read_trace_file(path: str | Path) -> list[dict]:
     return rows
 
 
-def read_trace_rows(run_dir: str | Path) -> list[dict]:
-    """trace.csv as rows {step, loss, checksum}; [] when absent."""
-    path = RunFolder(run_dir).trace_file
-    return read_trace_file(path) if path.exists() else []
-
-
-def read_status(run_dir: str | Path) -> dict:
-    """status.json as a dict; {"status": "new"} when absent. An unreadable file (written
-    by hand: ours are atomic) counts as an unfinished run, so a rerun resumes it."""
-    path = RunFolder(run_dir).status_file
-    if not path.exists():
-        return {"status": "new"}
-    try:
-        status = read_json(path)
-        if isinstance(status, dict) and isinstance(status.get("status"), str):
-            return status
-    except (OSError, ValueError):
-        pass
-    return {"status": "unknown", "reason": f"{path} is unreadable"}
-
-
-def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
-    """status.json and log.csv of a run, checked against each other (and trace.csv read): raises
-    DamagedRun for a file that cannot be read, or a finished run whose log does not end where
-    status.json says it did (a log cut short would report the wrong final figures)."""
-    folder = RunFolder(run_dir)
-    for path in folder.files:
-        if path.is_dir():
-            raise damaged(path, "is a directory, not a file")
-    status = read_status(run_dir)
-    rows = read_log_rows(run_dir)
-    read_trace_rows(run_dir)
-    last = status.get("last_epoch")
-    logged = rows[-1]["epoch"] if rows else None
-    if status["status"] in FINAL_STATES and isinstance(last, int) and logged != last:
-        ends = f"ends at epoch {logged}" if rows else "holds no epochs"
-        raise damaged(folder.log_file, f"{ends}, but status.json says the run {status['status']} at epoch "
-                                           f"{last} (the file was cut short or edited)")
-    return status, rows
-
-
 # -- checkpoints -------------------------------------------------------------------------
 #
 # checkpoint.json holds the settings of the checkpoints in its folder: a worker writes it before
@@ -267,10 +291,6 @@ def check_run_files(run_dir: str | Path) -> tuple[dict, list[dict]]:
 # than it. A resume compares it with the settings asked for, also when config.json is gone.
 
 CHECKPOINT_SETTINGS = "checkpoint.json"
-
-
-def checkpoint_files(run_dir: str | Path) -> list[Path]:
-    return [path for path in RunFolder(run_dir).checkpoints if path.exists()]
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -288,35 +308,6 @@ def read_config_file(path: str | Path) -> dict:
 def stored_config(path: str | Path) -> dict:
     """The RunConfig fields stored in config.json or checkpoint.json; DamagedRun when unreadable."""
     return read_config_file(path)["config"]
-
-
-def run_settings(run_dir: str | Path) -> dict | None:
-    """The settings a run folder was trained with: config.json's, cross-checked with checkpoint.json's (the
-    sweep and the worker write both from one RunConfig), or checkpoint.json's alone when config.json is
-    gone; None when it holds neither. DamagedRun when one cannot be read, when the two disagree on a setting
-    that changes results, or when such a setting is in neither (it would otherwise read as its default)."""
-    from .config import LENGTH, USER_NAMES, RunConfig
-    folder = RunFolder(run_dir)
-    stored = [(p, stored_config(p)) for p in (folder.config_file, folder.checkpoint_file) if p.exists()]
-    if not stored:
-        return None
-    keys = [f.name for f in RunConfig.settings() if f.metadata["result"]]
-    if len(stored) == 2:
-        (path, a), (_, b) = stored
-        # the length may differ: a run resumed for more epochs records them in config.json before its next checkpoint
-        differ = [f"{USER_NAMES.get(k, k)} {a[k]!r} vs {b[k]!r}" for k in keys
-                  if k in a and k in b and a[k] != b[k] and k not in LENGTH]
-        if differ:
-            raise damaged(path, f"and {CHECKPOINT_SETTINGS} beside it disagree ({', '.join(differ)}: one was "
-                                f"edited), so the settings the run was trained with are unknown")
-    settings = {**stored[-1][1], **stored[0][1]}  # config.json's where both say it
-    missing = [USER_NAMES.get(k, k) for k in keys if k not in settings]
-    if missing:
-        where = " nor ".join(p.name for p, _ in stored)
-        raise damaged(stored[0][0], f"{'neither ' if len(stored) == 2 else ''}{where} says the setting"
-                                    f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, so the run's "
-                                    f"settings are unknown")
-    return settings
 
 
 def check_checkpoint(path: Path) -> None:
@@ -353,11 +344,11 @@ class RunLog:
         self.folder = RunFolder(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo or (lambda line: print(line, flush=True))  # workers' stdout may be a pipe
-        self.rows = read_log_rows(self.dir)
-        self.extra_columns = extra_log_columns(self.dir)
+        self.rows = self.folder.read_log_rows()
+        self.extra_columns = self.folder.extra_log_columns()
         console = self.folder.console_file  # a transcript: a damaged byte in it is kept as U+FFFD
         self.console = console.read_text(encoding="utf-8", errors="replace").splitlines() if console.exists() else []
-        self.trace = read_trace_rows(self.dir)
+        self.trace = self.folder.read_trace_rows()
         self._tb = None
 
     # -- console ---------------------------------------------------------------

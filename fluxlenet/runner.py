@@ -29,7 +29,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig
 from .fsutil import check_writable
 from .rundir import Task, run_is_busy
-from .runlog import FINAL_STATES, read_status
+from .runlog import FINAL_STATES, RunFolder
 from .worker import JOBS_ENV, serve, worker_main
 
 STOP_WAIT_S = 60.0   # after Ctrl-C, how long running workers get to record their state
@@ -88,7 +88,7 @@ def wait_until_free(tasks: list[Task], echo) -> None:
         said = False
         while run_is_busy(task.run_dir):
             if not said:
-                pid = read_status(task.run_dir).get("pid")
+                pid = RunFolder(task.run_dir).read_status().get("pid")
                 echo(f"--- {task.label}: waiting for an earlier worker{f' (pid {pid})' if pid else ''} "
                      f"to leave {task.run_dir}")
                 said = True
@@ -272,7 +272,7 @@ def start_tasks(tasks: list[Task], echo, threads_of) -> list[tuple[Task, RunConf
 def finish_task(task: Task, exitcode: int | None, echo) -> str:
     """The final status of a task whose worker is gone: recorded by the worker, or "failed" with the
     way it died (os.abort, a segfault, SIGKILL, a full disk) when it could not say."""
-    status = read_status(task.run_dir)
+    status = RunFolder(task.run_dir).read_status()
     if status["status"] not in FINAL_STATES + ("failed", "interrupted"):
         status = {"status": "failed", "reason": _death_reason(exitcode)}
         mark_run(task, "failed", status["reason"], echo)
@@ -298,7 +298,7 @@ def _stop(running: list[tuple[multiprocessing.Process, Task, ServingWorker | Non
         if proc.is_alive():
             proc.kill()
             proc.join()
-        if read_status(task.run_dir)["status"] not in FINAL_STATES + ("failed", "interrupted"):
+        if RunFolder(task.run_dir).read_status()["status"] not in FINAL_STATES + ("failed", "interrupted"):
             mark_run(task, "interrupted", f"stopped by Ctrl-C ({_death_reason(proc.exitcode)})", echo)
 
 

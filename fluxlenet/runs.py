@@ -3,7 +3,8 @@ status.json and, when the run traced its first steps, trace.csv; finding a sweep
 them to parity to be judged (compare_sweep, compare_folders).
 
 A run's name, seed and backend are read from its config.json, not from the folder names, so a
-run folder copied elsewhere (or made by `fluxlenet train --savepath`) reads the same.
+run folder copied elsewhere (or made by an older `fluxlenet train --savepath`, <savepath>/<backend>/)
+reads the same.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from parity.policy import Policy
 from . import sweeps
 from .config import (NOT_SEMANTIC, PROTOCOL_KEYS, SEED_GROUP_FREE, USER_NAMES, ConfigError, mixed_settings,
                      normal_name, rerun_options, result_settings)
-from .runlog import (CHECKPOINT_SETTINGS, LOG_COLUMNS, DamagedRun, RunFolder, check_run_files, damaged,
-                     read_config_file, read_trace_file, run_settings)
+from .runlog import (CHECKPOINT_SETTINGS, LOG_COLUMNS, DamagedRun, RunFolder, damaged, read_config_file,
+                     read_trace_file)
 from .rundir import check_origin, other_origin, run_is_busy
 
 # the settings of a write-up's protocol, as published.mismatches names them
@@ -82,7 +83,7 @@ def load_run(folder: str | Path) -> RunFiles:
     folder = Path(folder)
     files = RunFolder(folder)
     path = files.config_file
-    config = run_settings(folder)  # cross-checked with checkpoint.json, which stands in for a lost config.json
+    config = files.read_settings()  # cross-checked with checkpoint.json, which stands in for a lost config.json
     if config is None:
         present = [p.name for p in (files.log_file, files.status_file) if p.exists()]
         if present:
@@ -95,7 +96,7 @@ def load_run(folder: str | Path) -> RunFiles:
             and isinstance(config.get("seed", 0), int)):
         raise damaged(path, "does not say the run's name, seed and backend")
     meta = {k: v for k, v in doc.items() if k != "config"}
-    status, rows = check_run_files(folder)
+    status, rows = files.check_files()
     if status["status"] == "running" and not run_is_busy(folder):
         status = {**status, "status": "stopped",
                   "reason": "status.json says running, but no process holds the run: its sweep was stopped or "
@@ -142,9 +143,12 @@ RUN_MARKERS = SETTINGS_FILES + (_ANY_RUN.log_file.name, _ANY_RUN.status_file.nam
 
 def run_depth(folder: str | Path) -> int | None:
     """How deep below `folder` its run folders (each with a config.json) are: 0, the folder is one;
-    1, a run of several backends (`train --savepath`); 2, a sweep folder; 3, a runs folder; None: no runs."""
+    1, one run in its backends (<run>-seed<N>/); 2, a sweep folder (a `train --savepath` folder too);
+    3, a runs folder; None: no runs."""
     folder = Path(folder)
-    for depth in (0, 1, 3, 2):  # a runs folder holds sweeps (3) and, at 2, the runs of `train`
+    # 3 before 2: a runs folder of older versions holds sweeps (3) and, at 2, the runs of `train`, whose
+    # layout was <savepath>/<backend>/ (depth 1) before train's runs were laid out as a sweep's
+    for depth in (0, 1, 3, 2):
         if any(any(folder.glob("*/" * depth + name)) for name in SETTINGS_FILES):
             return depth
     return None
@@ -177,8 +181,9 @@ def _load_sweep_file(target: str) -> sweeps.Sweep | None:
         return None
 
 
-LOOKED_FOR = ("{0}/config.json (a run), {0}/<backend>/config.json (a `train --savepath` run), "
-              "{0}/<run>/<backend>/config.json (a sweep) or {0}/<sweep>/<run>/<backend>/config.json (a runs folder)")
+LOOKED_FOR = ("{0}/config.json (a run), {0}/<backend>/config.json (a run in its backends), "
+              "{0}/<run>/<backend>/config.json (a sweep, or a `train --savepath` folder) or "
+              "{0}/<sweep>/<run>/<backend>/config.json (a runs folder)")
 
 
 def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep | None, int]:
@@ -201,7 +206,7 @@ def locate(target: str, runs_dir: str | Path) -> tuple[str, Path, sweeps.Sweep |
             if theirs is not None:
                 check_origin(path, sweep, f"give that file ({theirs}) or the folder {path} itself")
         elif len(path.parts) == 1 and (Path(runs_dir) / target).is_dir():
-            path = Path(runs_dir) / target  # `train` runs: runs/train/<backend>/
+            path = Path(runs_dir) / target  # `train` runs: runs/train/
         elif not path.is_dir():
             raise ConfigError(f"{target!r} is not a sweep name (built-in: {', '.join(sweeps.builtin_names())}), "
                               f"a .toml sweep file, a folder, nor a folder in {runs_dir}; give one of those "

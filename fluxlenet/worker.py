@@ -70,7 +70,7 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
     length where RunConfig.length_problem allows it; checkpoint.json then records the new one.
     `previous`: the run's status before this worker took it."""
     from .config import LENGTH, ConfigError, RunConfig
-    from .runlog import FINAL_STATES, checkpoint_files, stored_config
+    from .runlog import FINAL_STATES, stored_config
     folder = RunFolder(run_dir)
     path = folder.checkpoint_file
     if path.exists():
@@ -79,7 +79,7 @@ def _claim_checkpoints(run_dir: Path, cfg, ntrain: int, previous: str) -> None:
             raise ConfigError(f"{run_dir} holds checkpoints trained with other settings "
                               f"({', '.join(cfg.differences(stored))}); use another folder or remove that one")
         if cfg.differences(stored):
-            problem = cfg.length_problem(RunConfig.from_stored(stored), ntrain, bool(checkpoint_files(run_dir)),
+            problem = cfg.length_problem(RunConfig.from_stored(stored), ntrain, bool(folder.existing_checkpoints()),
                                          previous in FINAL_STATES)
             if problem:
                 raise ConfigError(f"{run_dir} {problem}")
@@ -177,8 +177,8 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         remove_temporaries(run_dir)
         folder.write_config(config, git_commit=git_commit())  # this process alone writes config.json
         folder.error_file.unlink(missing_ok=True)  # from an earlier failed attempt
-        from .runlog import RunLog, read_status
-        previous = read_status(run_dir)["status"]
+        from .runlog import RunLog
+        previous = folder.read_status()["status"]
         log = RunLog(run_dir, echo=_console_echo(config, backend))
         log.set_status("running", pid=os.getpid())
         impl = backend_module(backend)
@@ -191,10 +191,10 @@ def run_one(backend: str, config: dict, run_dir: str) -> int:
         data = _dataset(cfg.dataset, cfg.data_dir, cfg.train_size, cfg.test_size, cfg.valid_size, cfg.seed)
         _claim_checkpoints(run_dir, cfg, len(data.train_y), previous)
         folder.write_config(cfg.to_dict(), versions=impl.versions(cfg), device=impl.device_name(cfg),
-                     threads=impl.threads_used(cfg),
-                     python=platform.python_version(), platform=platform.platform(),
-                     train_samples=len(data.train_y), test_samples=len(data.test_y),
-                     valid_samples=0 if data.valid_y is None else len(data.valid_y))
+                            threads=impl.threads_used(cfg),
+                            python=platform.python_version(), platform=platform.platform(),
+                            train_samples=len(data.train_y), test_samples=len(data.test_y),
+                            valid_samples=0 if data.valid_y is None else len(data.valid_y))
         progress = parallel_jobs() <= 1 and sys.stderr.isatty()  # no bars for runs in parallel
         status = impl.train(cfg, data, log, progress=progress)
         log.set_status(status, "a loss became NaN or infinite" if status == "diverged" else "", pid=os.getpid())

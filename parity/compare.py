@@ -172,7 +172,8 @@ def more_seeds(command: str | None, runs: list[RunFiles], min_seeds: int) -> str
     included, so that it is not refused for other settings), with more seeds."""
     seeds = reproduction.seeds_needed([r.seed for r in runs], min_seeds)
     if command is None:  # no sweep file: `train` runs, or two run folders
-        return f"runs of seeds {seeds} give enough (a sweep with `--seeds {seeds}`: `train` runs one seed a folder)"
+        return (f"runs of seeds {seeds} give enough (a sweep with `--seeds {seeds}`, or `train --seed N` for each "
+                f"into one --savepath)")
     return f"`{command} --seeds {seeds}` gives enough (finished runs are skipped)"
 
 

@@ -42,7 +42,7 @@ def test_offline_auto_runs_pytorch_alone_and_tries_no_set_up(tmp_path, fresh_hom
     code, out, err = run(capsys, *TRAIN, "--data-dir", FASHION, "--savepath", tmp_path / "t")
     assert code == 0, out + err
     assert "NOTE: Flux was not run: " in out and "running PyTorch alone" in out and "setting it up now" not in out
-    assert (tmp_path / "t" / "torch" / "log.csv").is_file() and not fresh_home.exists()
+    assert (tmp_path / "t" / "t-seed0" / "torch" / "log.csv").is_file() and not fresh_home.exists()
 
 
 def test_a_failed_set_up_is_said_recorded_and_not_tried_again(tmp_path, fresh_home, capsys, monkeypatch):
@@ -66,7 +66,7 @@ def test_a_failed_set_up_is_said_recorded_and_not_tried_again(tmp_path, fresh_ho
     assert lines[notice + 1] == "Setting up Julia for the Flux backend."  # the set-up's own progress follows
     assert ("NOTE: the automatic Julia set-up failed (the Julia set-up failed (exit code 1); the messages above "
             "say why); `python -m fluxlenet setup-julia` tries again") in out
-    assert "NOTE: Flux was not run: " in out and (tmp_path / "t" / "torch" / "log.csv").is_file()
+    assert "NOTE: Flux was not run: " in out and (tmp_path / "t" / "t-seed0" / "torch" / "log.csv").is_file()
     assert json.loads(fresh_home.read_text())["error"].startswith("the Julia set-up failed (exit code 1)")
 
     # the next command does not try again, and says why Flux did not run

@@ -17,7 +17,7 @@ import pytest
 
 from fluxlenet import cli, data, models, plan, sweeps
 from fluxlenet.models import dense, dropout, flatten, maxpool, same_conv
-from fluxlenet.runlog import read_log_rows, read_status
+from fluxlenet.runlog import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "data" / "mnist"
@@ -206,15 +206,15 @@ def test_cifar_sweep_logs_train_valid_test_and_a_diverged_run_is_a_result(cifar_
     assert out.returncode == 0, out.stderr  # a diverged run is a result, not a failure
 
     folder = runs / "cifar-lr-short" / "1e4-seed0" / "torch"
-    status = read_status(folder)
+    status = RunFolder(folder).read_status()
     assert status["status"] == "diverged" and "NaN" in status["reason"]
-    rows = read_log_rows(folder)
+    rows = RunFolder(folder).read_log_rows()
     assert rows[0]["status"] == "ok" and rows[-1]["status"] == "diverged"
     assert not math.isfinite(rows[-1]["train_loss"])
 
     folder = runs / "cifar-lr-short" / "0.1-seed0" / "torch"
-    assert read_status(folder)["status"] == "finished"
-    rows = read_log_rows(folder)
+    assert RunFolder(folder).read_status()["status"] == "finished"
+    rows = RunFolder(folder).read_log_rows()
     assert [r["epoch"] for r in rows] == [0, 1] and {r["status"] for r in rows} == {"ok"}
     for row in rows:
         assert all(row[k] is not None for k in ("train_loss", "train_acc", "valid_loss", "valid_acc",
@@ -253,5 +253,5 @@ def test_every_variant_trains_for_a_step_budget(planned, tmp_path):
         assert torch_backend.train(cfg.replace(checktime=0, threads=1), ds, log) == "finished", cfg.run
         log.close()
         # batch 50 on 100 samples: 2 steps an epoch, so a budget of 3 steps ends in epoch 2
-        rows = read_log_rows(tmp_path / cfg.run)
+        rows = RunFolder(tmp_path / cfg.run).read_log_rows()
         assert [r["epoch"] for r in rows] == [0, 1, 2] and {r["status"] for r in rows} == {"ok"}, cfg.run

@@ -7,7 +7,7 @@ import pytest
 
 from fluxlenet import config, optim_spec, sweeps
 from fluxlenet.config import ConfigError, RunConfig
-from fluxlenet.runlog import RunLog, epoch_line, read_log_rows, read_status
+from fluxlenet.runlog import RunFolder, RunLog, epoch_line
 
 BAD_VALUES = [
     ({"eta": -0.1}, "eta must be > 0"),
@@ -153,14 +153,14 @@ def test_the_posts_epoch_line_and_the_run_files(tmp_path):
     assert log.record(1, {"loss": float("nan"), "acc": 10.0}, test) == "diverged"
     log.set_status("diverged")
     log.close()
-    rows = read_log_rows(tmp_path)
+    rows = RunFolder(tmp_path).read_log_rows()
     assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["test_acc"] == 97.75 and rows[1]["status"] == "diverged"
     assert (tmp_path / "console.log").read_text().splitlines()[0] == printed[0]
-    assert read_status(tmp_path)["status"] == "diverged"
+    assert RunFolder(tmp_path).read_status()["status"] == "diverged"
     assert list(tmp_path.glob("events.out.tfevents.*"))
     with open(tmp_path / "log.csv") as f:
         assert next(csv.reader(f))[:5] == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
     # resuming from a checkpoint at epoch 0 forgets later rows
     log = RunLog(tmp_path, echo=printed.append)
     log.truncate(0)
-    assert [r["epoch"] for r in read_log_rows(tmp_path)] == [0]
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_log_rows()] == [0]

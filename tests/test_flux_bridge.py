@@ -499,7 +499,7 @@ def _tiny_dataset(n=40, ntest=16):
 
 
 def test_flux_backend_glue_with_a_stand_in_julia(monkeypatch, tmp_path):
-    from fluxlenet.runlog import RunLog, read_log_rows
+    from fluxlenet.runlog import RunFolder, RunLog
     julia = _StandInJulia()
     flux = _load_flux_backend(monkeypatch, julia)
     cfg = RunConfig(backend="flux", epochs=2, batchsize=16, trace_steps=3, threads=2, seed=5).validate()
@@ -512,7 +512,7 @@ def test_flux_backend_glue_with_a_stand_in_julia(monkeypatch, tmp_path):
     assert xtrain.shape == (28, 28, 1, 40) and xtrain.flags.f_contiguous and ytrain.dtype == np.int64
     assert perms.shape == (40, cfg.total_epochs(40)) and len(weights) == 10
     np.testing.assert_array_equal(weights[0], fl.conv_weight_to_flux(init.initial_weights(cfg.layers(), 5)[0][0]))
-    rows = read_log_rows(tmp_path)
+    rows = RunFolder(tmp_path).read_log_rows()
     assert [r["epoch"] for r in rows] == [0, 1] and rows[0]["train_acc"] == 9.8765 and rows[1]["status"] == "diverged"
     assert rows[1]["seconds"] == 1.25 and rows[0]["lr"] == 3e-4
     console = (tmp_path / "console.log").read_text().splitlines()
@@ -600,7 +600,7 @@ def test_a_flux_checkpoint_point_names_the_epoch_saved_also_without_its_report(m
     """checkpointN means epoch N's checkpoint in Flux runs as in torch runs, also for epochs that are not
     reported (infotime 2: epoch 1 has a checkpoint but no report) and in a resumed run."""
     from fluxlenet import faults
-    from fluxlenet.runlog import RunLog, read_log_rows
+    from fluxlenet.runlog import RunFolder, RunLog
     flux = _load_flux_backend(monkeypatch, _PostLoopJulia(start))
     cfg = RunConfig(backend="flux", run="A", epochs=4, infotime=2, checktime=1).validate()
     for epoch in range(start + 1, 5):
@@ -608,7 +608,7 @@ def test_a_flux_checkpoint_point_names_the_epoch_saved_also_without_its_report(m
         folder = tmp_path / f"{start}-{epoch}"
         with pytest.raises(RuntimeError, match=f"fault injected by FLUXLENET_FAULT at checkpoint{epoch}$"):
             flux.train(cfg, _tiny_dataset(), RunLog(folder, echo=lambda line: None))
-        reported = [r["epoch"] for r in read_log_rows(folder)]  # fired after the epoch's report, if any
+        reported = [r["epoch"] for r in RunFolder(folder).read_log_rows()]  # fired after the epoch's report, if any
         assert reported == [e for e in range(epoch + 1) if e % 2 == 0 and (start == 0 or e > start)]
         assert (folder / "console.log").read_text().count("Model saved in") == epoch - start
 

@@ -11,7 +11,7 @@ import pytest
 
 from fluxlenet import sweeps
 from fluxlenet.config import ConfigError
-from fluxlenet.runlog import read_log_rows, read_status
+from fluxlenet.runlog import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
@@ -65,7 +65,7 @@ def test_a_grid_runs_writes_its_sweep_file_and_is_reported_compared_and_rerun(tm
     assert out.returncode == 0, out.stderr
     folder = runs / "grid"
     for name in ("eta=1e-3_batchsize=64", "eta=3e-3_batchsize=64"):
-        assert read_status(folder / f"{name}-seed0" / "torch")["status"] == "finished"
+        assert RunFolder(folder / f"{name}-seed0" / "torch").read_status()["status"] == "finished"
     written = sweeps.load(str(folder / "grid.toml"))
     assert [(c.run, c.eta, c.batchsize) for c in written.runs] == [("eta=1e-3_batchsize=64", 1e-3, 64),
                                                                    ("eta=3e-3_batchsize=64", 3e-3, 64)]
@@ -82,7 +82,7 @@ def test_a_grid_runs_writes_its_sweep_file_and_is_reported_compared_and_rerun(tm
     assert other.returncode == 2 and "holds another grid" in other.stderr and "--name" in other.stderr
     assert (folder / "grid.toml").read_text() == before
     assert fluxlenet("sweep", "--grid", "eta=1e-2", *SMALL, "--name", "lr", "--runs-dir", runs).returncode == 0
-    assert [r["epoch"] for r in read_log_rows(runs / "lr" / "eta=1e-2-seed0" / "torch")] == [0, 1]
+    assert [r["epoch"] for r in RunFolder(runs / "lr" / "eta=1e-2-seed0" / "torch").read_log_rows()] == [0, 1]
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason=f"real data not found at {FASHION}")
@@ -103,7 +103,7 @@ def test_list_values_and_numbered_runs_run_and_the_sweep_file_is_written_after_t
     assert [(c.run, c.eta, c.milestones) for c in written.runs] == [
         ("run1", 1e-3, [1]), ("run2", 1e-3, [1, 2]), ("run3", 3e-3, [1]), ("run4", 3e-3, [1, 2])]
     for name in ("run1", "run4"):
-        assert read_status(runs / "grid" / f"{name}-seed0" / "torch")["status"] == "finished"
+        assert RunFolder(runs / "grid" / f"{name}-seed0" / "torch").read_status()["status"] == "finished"
 
 
 @pytest.mark.parametrize("args, message", [

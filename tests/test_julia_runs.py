@@ -286,7 +286,7 @@ def _flux_tasks(runs_dir: Path, data_dir: Path, names=("A", "B", "C")):
     for i, name in enumerate(names):
         cfg = RunConfig(sweep="served", run=name, backend="flux", dataset="mnist", data_dir=str(data_dir),
                         batchsize=64, epochs=2, checktime=1, threads=2, seed=1, eta=1e-3 * (i + 1)).validate()
-        out.append(Task(cfg, run_dir(runs_dir, cfg)))
+        out.append(Task(cfg, run_dir(runs_dir / cfg.sweep, cfg)))
     return out
 
 

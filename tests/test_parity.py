@@ -303,7 +303,7 @@ def test_parity_and_report_read_runs_folders_run_folders_and_train_runs(cli, run
     copy_tree(two / "optimizer", two / "other")
     code, out, err = cli("parity", two)
     assert code == 2 and f"{two} is a runs folder holding optimizer, other: give one of them" in err
-    # a `train --savepath` run: <savepath>/<backend>/
+    # a run of an older `train --savepath`: <savepath>/<backend>/ (today: <savepath>/<run>-seed<N>/<backend>/)
     train = copy_tree(runs / "a" / "optimizer" / "NADAM-seed42", tmp_path / "runs" / "train")
     code, out, err = cli("parity", "train", "--runs-dir", tmp_path / "runs")
     assert code == 0 and "Parity of train" in out and "NADAM" in out, out + err

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxlenet.runlog import read_log_rows, read_status
+from fluxlenet.runlog import RunFolder
 
 pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'fluxlenet[ray]'")
 
@@ -71,7 +71,7 @@ def sweep_command(sweep_file: Path, runs: Path, *extra: str) -> str:
 
 
 def figures(folder: Path) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in read_log_rows(folder)]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in RunFolder(folder).read_log_rows()]
 
 
 def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_path):
@@ -86,8 +86,9 @@ def test_a_ray_sweep_gives_the_local_figures_and_a_killed_task_fails_alone(tmp_p
                          env={"FLUXLENET_FAULT": "B:kill@checkpoint1"})
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     a, b = (on_ray / "two" / f"{name}-seed0" / "torch" for name in ("A", "B"))
-    assert read_status(a)["status"] == "finished" and figures(a) == figures(local / "two" / "A-seed0" / "torch")
-    status = read_status(b)
+    assert RunFolder(a).read_status()["status"] == "finished"
+    assert figures(a) == figures(local / "two" / "A-seed0" / "torch")
+    status = RunFolder(b).read_status()
     assert status["status"] == "failed" and "SIGKILL" in status["reason"], status
     assert "Started a local Ray instance" in out.stderr + out.stdout
 

@@ -9,7 +9,7 @@ import pytest
 from fluxlenet.backends import flux_layout
 from fluxlenet.config import ConfigError, RunConfig
 from fluxlenet.init import epoch_orders, initial_weights
-from fluxlenet.runlog import read_log_rows
+from fluxlenet.runlog import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "reference" / "julia-mersenne-twister"
@@ -83,5 +83,5 @@ def test_sweep_baseline_seed_42_replays_the_posts_epoch_0_line(tmp_path):
                           "--runs-dir", tmp_path], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "Epoch: 0   Train: (loss = 2.3162, acc = 12.1333)   Test: (loss = 2.316, acc = 12.11)" in out.stdout
-    rows = read_log_rows(tmp_path / "baseline" / "default-seed42" / "torch")
+    rows = RunFolder(tmp_path / "baseline" / "default-seed42" / "torch").read_log_rows()
     assert abs(rows[1]["test_acc"] - 95.53) <= 0.25, rows[1]  # published 95.53

@@ -28,8 +28,7 @@ from fluxlenet.config import RunConfig
 from fluxlenet.fsutil import atomic_path, atomic_write_json, atomic_write_text
 from fluxlenet.plan import check_existing
 from fluxlenet.rundir import Task, run_is_busy
-from fluxlenet.runlog import (LOG_COLUMNS, DamagedRun, RunFolder, RunLog, check_checkpoint, read_log_rows,
-                              read_status, read_trace_rows)
+from fluxlenet.runlog import LOG_COLUMNS, DamagedRun, RunFolder, RunLog, check_checkpoint
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASHION = SHARED / "fashion-mnist"
@@ -76,11 +75,11 @@ def folder(runs_dir: Path, sweep_file: Path, run: str) -> Path:
 
 
 def figures(run_dir: Path) -> list[dict]:
-    return [{k: row[k] for k in FIGURES} for row in read_log_rows(run_dir)]
+    return [{k: row[k] for k in FIGURES} for row in RunFolder(run_dir).read_log_rows()]
 
 
 def epochs(run_dir: Path) -> list[int]:
-    return [row["epoch"] for row in read_log_rows(run_dir)]
+    return [row["epoch"] for row in RunFolder(run_dir).read_log_rows()]
 
 
 def no_traceback(out: subprocess.CompletedProcess) -> None:
@@ -111,7 +110,7 @@ def reference(tmp_path_factory):
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     result = {run: figures(folder(runs_dir, sweep_file, run)) for run in RUNS}
-    result["A trace"] = read_trace_rows(folder(runs_dir, sweep_file, "A"))
+    result["A trace"] = RunFolder(folder(runs_dir, sweep_file, "A")).read_trace_rows()
     assert [r["epoch"] for r in result["A"]] == [0, 1, 2, 3, 4]
     assert [r["step"] for r in result["A trace"]] == list(range(1, 25))
     assert result["A"] != result["B"]
@@ -141,16 +140,16 @@ def test_sigkill_at_every_point_then_rerun_gives_the_uninterrupted_log(tmp_path,
         assert out.returncode == -signal.SIGKILL, (point, out.stdout, out.stderr)
         assert epochs(run_dir) == logged, point
         # trace.csv holds every step done so far, and the next attempt keeps those before its checkpoint
-        traced = [r["step"] for r in read_trace_rows(run_dir)]
+        traced = [r["step"] for r in RunFolder(run_dir).read_trace_rows()]
         assert traced == list(range(1, len(traced) + 1)), point
-        assert read_status(run_dir)["status"] == "running", point
+        assert RunFolder(run_dir).read_status()["status"] == "running", point
         assert not run_is_busy(run_dir), point  # the worker died with the sweep
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     no_traceback(out)
-    assert read_status(run_dir)["status"] == "finished"
+    assert RunFolder(run_dir).read_status()["status"] == "finished"
     assert figures(run_dir) == reference["A"]
-    assert read_trace_rows(run_dir) == reference["A trace"]  # every step, to the last bit
+    assert RunFolder(run_dir).read_trace_rows() == reference["A trace"]  # every step, to the last bit
     console = (run_dir / "console.log").read_text()
     assert console.count("Resuming from the checkpoint of epoch 2") == 4
     assert console.count("Resuming from the checkpoint of epoch 4") == 1
@@ -169,7 +168,7 @@ def test_kill_of_the_sweep_process_between_runs(tmp_path, reference):
     proc = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=environment(), cwd=tmp_path)
     try:
-        wait_for(lambda: read_status(a)["status"] == "finished", proc=proc)
+        wait_for(lambda: RunFolder(a).read_status()["status"] == "finished", proc=proc)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=60) == -signal.SIGKILL
     finally:
@@ -182,7 +181,7 @@ def test_kill_of_the_sweep_process_between_runs(tmp_path, reference):
     assert f"--- A seed 0 [torch]: already done in {a}, skipped" in out.stdout
     assert (a / "log.csv").read_bytes() == a_log and (a / "log.csv").stat().st_mtime_ns == a_stamp
     assert figures(a) == reference["A"] and figures(b) == reference["B"]
-    assert read_status(b)["status"] == "finished"
+    assert RunFolder(b).read_status()["status"] == "finished"
 
 
 @needs_data
@@ -194,13 +193,13 @@ def test_an_orphaned_worker_stops_when_the_sweep_is_killed(tmp_path, reference):
     run_dir = folder(runs_dir, sweep_file, "A")
     out = sweep(sweep_file, runs_dir, "killparent@epoch3")
     assert out.returncode == -signal.SIGKILL, out.stdout + out.stderr
-    pid = read_status(run_dir)["pid"]
+    pid = RunFolder(run_dir).read_status()["pid"]
     wait_for(lambda: not run_is_busy(run_dir), timeout=10)  # the kernel dropped the worker's lock: it is gone
     state = Path(f"/proc/{pid}/stat")
     assert not state.exists() or state.read_text().split(")")[-1].split()[0] in ("Z", "X")
     assert epochs(run_dir) == [0, 1, 2, 3]
     time.sleep(1.0)
-    assert epochs(run_dir) == [0, 1, 2, 3] and read_status(run_dir)["status"] == "running"
+    assert epochs(run_dir) == [0, 1, 2, 3] and RunFolder(run_dir).read_status()["status"] == "running"
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
     assert figures(run_dir) == reference["A"]
@@ -272,8 +271,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, reference):
              "stopped. No run finished or has a checkpoint to go on from; run the same command again to start them.")
     assert saved in stderr, stderr
     assert "Traceback" not in stdout + stderr
-    assert read_status(a)["status"] == "interrupted"
-    assert read_status(b)["status"] == "new"  # never started
+    assert RunFolder(a).read_status()["status"] == "interrupted"
+    assert RunFolder(b).read_status()["status"] == "new"  # never started
     assert "Run stopped; run the same command again" in (a / "console.log").read_text()
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -290,7 +289,8 @@ def test_ctrl_c_before_any_checkpoint_does_not_say_anything_was_saved(tmp_path):
     stdout, stderr = ctrl_c_after_epoch_1(sweep_file, runs_dir, tmp_path, a)
     assert stderr.strip().splitlines()[-1] == ("fluxlenet: stopped. No run finished or has a checkpoint to go on "
                                                "from; run the same command again to start them."), stderr
-    assert "saved" not in stderr and read_status(a)["status"] == "interrupted" and not (a / "model.pt").exists()
+    assert "saved" not in stderr and RunFolder(a).read_status()["status"] == "interrupted"
+    assert not (a / "model.pt").exists()
 
 
 @needs_data
@@ -304,14 +304,14 @@ def test_crashed_workers_fail_their_run_and_the_sweep_goes_on(tmp_path):
     out = sweep(sweep_file, runs_dir, "A:raise@epoch1,B:abort@step3")
     assert out.returncode == 1, out.stdout + out.stderr
     no_traceback(out)
-    status = read_status(a)
+    status = RunFolder(a).read_status()
     assert (status["status"], status["reason"]) == ("failed", "RuntimeError: fault injected by FLUXLENET_FAULT at epoch1")
     assert "Run failed: RuntimeError: fault injected" in (a / "console.log").read_text()
     assert "Traceback" in (a / "error.txt").read_text()
-    assert read_status(b)["status"] == "failed"
-    assert read_status(b)["reason"] == "the worker process was killed by SIGABRT (exit code -6)"
+    assert RunFolder(b).read_status()["status"] == "failed"
+    assert RunFolder(b).read_status()["reason"] == "the worker process was killed by SIGABRT (exit code -6)"
     assert "Run failed: the worker process was killed by SIGABRT" in (b / "console.log").read_text()
-    assert read_status(c)["status"] == "finished"
+    assert RunFolder(c).read_status()["status"] == "finished"
     assert "--- A seed 0 [torch] failed: RuntimeError: fault injected" in out.stdout
     assert "--- B seed 0 [torch] failed: the worker process was killed by SIGABRT" in out.stdout
     summary = out.stdout[out.stdout.index("\nrun "):]
@@ -322,7 +322,7 @@ def test_crashed_workers_fail_their_run_and_the_sweep_goes_on(tmp_path):
     again = sweep(sweep_file, runs_dir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "--- C seed 0 [torch]: already done" in again.stdout
-    assert all(read_status(f)["status"] == "finished" for f in (a, b, c))
+    assert all(RunFolder(f).read_status()["status"] == "finished" for f in (a, b, c))
     assert figures(a) == figures(c)  # same settings: the retried runs give the same figures
     assert figures(b) == figures(c)
     assert not (a / "error.txt").exists()  # the failed attempt's traceback went with it
@@ -335,9 +335,9 @@ def test_a_nan_loss_marks_the_run_diverged_and_the_sweep_goes_on(tmp_path):
     huge, fine = folder(runs_dir, sweep_file, "huge"), folder(runs_dir, sweep_file, "fine")
     out = sweep(sweep_file, runs_dir)
     assert out.returncode == 0, out.stdout + out.stderr  # a diverged run is a result
-    assert read_status(huge)["status"] == "diverged"
-    assert read_log_rows(huge)[-1]["status"] == "diverged"
-    assert read_status(fine)["status"] == "finished"
+    assert RunFolder(huge).read_status()["status"] == "diverged"
+    assert RunFolder(huge).read_log_rows()[-1]["status"] == "diverged"
+    assert RunFolder(fine).read_status()["status"] == "finished"
     assert "--- huge seed 0 [torch] diverged" in out.stdout
     again = sweep(sweep_file, runs_dir)
     assert again.returncode == 0 and again.stdout.count("already done") == 2
@@ -354,7 +354,7 @@ def test_a_full_disk_fails_the_run_with_the_reason(tmp_path):
     out = sweep(sweep_file, runs_dir, "enospc@model.pt")
     assert out.returncode == 1, out.stdout + out.stderr
     no_traceback(out)
-    status = read_status(run_dir)
+    status = RunFolder(run_dir).read_status()
     reason = f"OSError: [Errno 28] No space left on device: '{run_dir / 'model.pt'}'"
     assert (status["status"], status["reason"]) == ("failed", reason)
     assert f"Run failed: {reason}" in (run_dir / "console.log").read_text()
@@ -380,7 +380,7 @@ def test_a_really_full_disk(tmp_path):
         run_dir = folder(runs_dir, sweep_file, "A")
         assert out.returncode == 1, out.stdout + out.stderr
         no_traceback(out)
-        status = read_status(run_dir)
+        status = RunFolder(run_dir).read_status()
         assert status["status"] == "failed", status
         assert status["reason"] == f"OSError: [Errno 28] No space left on device: '{run_dir / 'model.pt'}'"
         assert epochs(run_dir) == [0, 1, 2]
@@ -397,7 +397,7 @@ def test_a_second_sweep_on_the_same_runs_stops_with_a_clear_message(tmp_path):
     first = subprocess.Popen(command(sweep_file, runs_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=environment(), cwd=tmp_path)
     try:
-        wait_for(lambda: read_status(run_dir)["status"] == "running", proc=first)
+        wait_for(lambda: RunFolder(run_dir).read_status()["status"] == "running", proc=first)
         second = sweep(sweep_file, runs_dir)
         assert second.returncode == 2
         assert second.stderr == (f"fluxlenet: error: another sweep (pid {first.pid}) is running in "
@@ -407,7 +407,7 @@ def test_a_second_sweep_on_the_same_runs_stops_with_a_clear_message(tmp_path):
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, stdout + stderr
-    assert read_status(run_dir)["status"] == "finished" and epochs(run_dir) == [0, 1, 2]
+    assert RunFolder(run_dir).read_status()["status"] == "finished" and epochs(run_dir) == [0, 1, 2]
 
 
 @needs_data
@@ -430,7 +430,7 @@ def test_a_damaged_run_folder_blocks_neither_the_sweep_nor_parity_nor_report(tmp
                           f"{a} away (a rerun of its sweep then runs it afresh)\n")
     summary = out.stdout[out.stdout.index("\nrun "):]
     assert re.search(r"^A +0 torch +damaged ", summary, re.M) and re.search(r"^B +0 torch +finished +2 ", summary, re.M)
-    assert read_status(b)["status"] == "finished"
+    assert RunFolder(b).read_status()["status"] == "finished"
     assert {p.name: p.read_bytes() for p in a.iterdir() if p.is_file()} == damaged_files  # left as it was
 
     for command_ in (["parity", "damaged"], ["report", "damaged"]):
@@ -443,7 +443,7 @@ def test_a_damaged_run_folder_blocks_neither_the_sweep_nor_parity_nor_report(tmp
     # the same command, once the damaged folder is moved away, redoes run A
     shutil.move(a.parent, tmp_path / "A-damaged")
     out = sweep(sweep_file, runs_dir)
-    assert out.returncode == 0 and read_status(a)["status"] == "finished", out.stdout + out.stderr
+    assert out.returncode == 0 and RunFolder(a).read_status()["status"] == "finished", out.stdout + out.stderr
 
 
 @needs_data
@@ -452,7 +452,7 @@ def test_a_checkpoint_keeps_its_settings_when_config_json_is_gone(tmp_path):
     and --epochs 3: refused as when config.json is there (checkpoint.json holds the settings)."""
     train = [sys.executable, "-m", "fluxlenet", "train", "--backend", "torch", *SIZES, "--batchsize", "100",
              "--checktime", "1", "--savepath", str(tmp_path / "t")]
-    run_dir = tmp_path / "t" / "torch"
+    run_dir = tmp_path / "t" / "t-seed0" / "torch"  # train lays its run out as a sweep's
     done = subprocess.run([*train, "--epochs", "2"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (run_dir / "checkpoint.json").is_file()
@@ -486,7 +486,7 @@ def test_an_unreadable_status_resumes_the_run(tmp_path):
     cfg = RunConfig(run="A").validate()
     RunFolder(tmp_path).write_config(cfg.to_dict())
     (tmp_path / "status.json").write_text('{"status": "fini')  # not ours: ours are atomic
-    assert read_status(tmp_path)["status"] == "unknown"
+    assert RunFolder(tmp_path).read_status()["status"] == "unknown"
     assert check_existing(Task(cfg, tmp_path)) == "resume"
     atomic_write_json(tmp_path / "status.json", {"status": "finished"})
     assert check_existing(Task(cfg, tmp_path)) == "done"
@@ -501,7 +501,7 @@ def test_truncate_drops_the_killed_attempts_rows_from_log_and_tensorboard(tmp_pa
     resumed.truncate(1)
     resumed.record(2, {"loss": 0.3, "acc": 30.0}, {"loss": 0.9, "acc": 6.0})
     resumed.close()
-    assert [r["epoch"] for r in read_log_rows(tmp_path)] == [0, 1, 2]
+    assert [r["epoch"] for r in RunFolder(tmp_path).read_log_rows()] == [0, 1, 2]
     assert tensorboard_steps(tmp_path) == [0, 1, 2]
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -83,7 +83,8 @@ def test_a_seed_of_other_settings_is_refused_when_it_would_be_made(work, capsys)
     assert code == 2 and out == ""
     assert err == (f"{ERR}{runs}/s holds 2 seed(s) of run A (torch) with other settings (train_size 200 there, 300 "
                    f"now); the seeds of a run must differ in the seed alone, or they would be averaged as seeds: "
-                   f"use another --runs-dir, or move {runs}/s/A-seed0, {runs}/s/A-seed1 away\n")
+                   f"use another folder (--runs-dir; --savepath for train), or move {runs}/s/A-seed0, "
+                   f"{runs}/s/A-seed1 away\n")
     assert snapshot(runs) == before  # nothing written, not even the sweep's lock
     # the same settings: the new seed joins the others
     code, out, err = run_main(capsys, "sweep", sweep_file, *SIZES, "--seeds", "2", "--runs-dir", runs)
@@ -117,7 +118,7 @@ def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
     assert code == 2 and out == "" and err == (
         f"{ERR}{runs}/baseline holds 1 seed(s) of run default (torch) with other settings (train_size 256 there, 300 now); "
         f"the seeds of a run must differ in the seed alone, or they would be averaged as seeds: use another "
-        f"--runs-dir, or move {runs}/baseline/default-seed0 away\n")
+        f"folder (--runs-dir; --savepath for train), or move {runs}/baseline/default-seed0 away\n")
     assert snapshot(runs) == before
     # the advice for more seeds names the options the runs had, so that it is not refused
     planted = tmp_path / "planted.csv"

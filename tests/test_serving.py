@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fluxlenet.config import RunConfig
-from fluxlenet.runlog import read_log_rows, read_status
+from fluxlenet.runlog import RunFolder
 from fluxlenet.rundir import Task, run_dir
 from fluxlenet.runner import run_tasks
 
@@ -32,12 +32,12 @@ def tasks(runs_dir: Path, names=("A", "B", "C"), **settings) -> list[Task]:
     out = []
     for i, name in enumerate(names):
         cfg = RunConfig(**{**base, "run": name, "eta": 1e-3 * (i + 1), **settings}).validate()
-        out.append(Task(cfg, run_dir(runs_dir, cfg)))
+        out.append(Task(cfg, run_dir(runs_dir / cfg.sweep, cfg)))
     return out
 
 
 def figures(task: Task) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in read_log_rows(task.run_dir)]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in RunFolder(task.run_dir).read_log_rows()]
 
 
 def test_one_worker_serves_the_runs_one_after_another(tmp_path):
@@ -45,13 +45,13 @@ def test_one_worker_serves_the_runs_one_after_another(tmp_path):
     served = tasks(tmp_path / "served")
     results = run_tasks(served, jobs=1, echo=said.append, served=("torch",))
     assert [t.cfg.run for t in results["finished"]] == ["A", "B", "C"]
-    pids = {read_status(t.run_dir)["pid"] for t in served}
+    pids = {RunFolder(t.run_dir).read_status()["pid"] for t in served}
     assert len(pids) == 1 and os.getpid() not in pids  # one process ran all three
     assert sum("starting a torch worker" in line for line in said) == 1
 
     alone = tasks(tmp_path / "alone")  # the usual way: a process per run
     assert len(run_tasks(alone, jobs=1, echo=lambda line: None)["finished"]) == 3
-    assert len({read_status(t.run_dir)["pid"] for t in alone}) == 3
+    assert len({RunFolder(t.run_dir).read_status()["pid"] for t in alone}) == 3
     for s, a in zip(served, alone):  # lockstep: a served run gives the figures of a run alone
         assert figures(s) == figures(a) and len(figures(s)) == 3
 
@@ -61,10 +61,11 @@ def test_a_failing_run_fails_alone_and_the_worker_goes_on(tmp_path, monkeypatch)
     runs = tasks(tmp_path)
     results = run_tasks(runs, jobs=1, echo=lambda line: None, served=("torch",))
     assert [t.cfg.run for t in results["finished"]] == ["A", "C"]
-    status = read_status(runs[1].run_dir)
+    status = RunFolder(runs[1].run_dir).read_status()
     assert status["status"] == "failed" and "fault injected by FLUXLENET_FAULT at epoch1" in status["reason"]
     assert (runs[1].run_dir / "error.txt").is_file()
-    assert read_status(runs[0].run_dir)["pid"] == read_status(runs[2].run_dir)["pid"] == status["pid"]
+    pids = [RunFolder(run.run_dir).read_status()["pid"] for run in (runs[0], runs[2])]
+    assert pids == [status["pid"]] * 2
 
 
 def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_path, monkeypatch):
@@ -76,16 +77,16 @@ def test_a_worker_that_dies_fails_its_run_and_a_fresh_one_takes_the_rest(tmp_pat
     said = []
     results = run_tasks(runs, jobs=1, echo=said.append, served=("torch",))
     assert [t.cfg.run for t in results["finished"]] == ["A", "C"]
-    status = read_status(runs[1].run_dir)
+    status = RunFolder(runs[1].run_dir).read_status()
     assert status["status"] == "failed" and "killed by SIGKILL" in status["reason"]
-    assert read_status(runs[0].run_dir)["pid"] != read_status(runs[2].run_dir)["pid"]
+    assert RunFolder(runs[0].run_dir).read_status()["pid"] != RunFolder(runs[2].run_dir).read_status()["pid"]
     assert sum("starting a torch worker" in line for line in said) == 2
     # the rerun resumes B from its epoch-1 checkpoint with a served worker again
     monkeypatch.delenv("FLUXLENET_FAULT")
     again = tasks(tmp_path)
     assert [t.cfg.run for t in run_tasks(again[1:2], jobs=1, echo=lambda line: None,
                                          served=("torch",))["finished"]] == ["B"]
-    assert [r["epoch"] for r in read_log_rows(runs[1].run_dir)] == [0, 1, 2]
+    assert [r["epoch"] for r in RunFolder(runs[1].run_dir).read_log_rows()] == [0, 1, 2]
     assert "Resuming from the checkpoint of epoch 1" in (runs[1].run_dir / "console.log").read_text()
     straight = tasks(tmp_path / "straight", names=("A", "B"))[1:]
     assert len(run_tasks(straight, jobs=1, echo=lambda line: None, served=("torch",))["finished"]) == 1
@@ -97,7 +98,7 @@ def test_two_slots_two_workers(tmp_path):
     said = []
     results = run_tasks(runs, jobs=2, echo=said.append, served=("torch",))
     assert len(results["finished"]) == 4
-    assert len({read_status(t.run_dir)["pid"] for t in runs}) == 2
+    assert len({RunFolder(t.run_dir).read_status()["pid"] for t in runs}) == 2
     assert sum("starting a torch worker" in line for line in said) == 2
 
 
@@ -122,11 +123,11 @@ def test_ctrl_c_stops_the_served_run_as_interrupted_and_the_rerun_resumes(tmp_pa
                             text=True)
     folder = tasks(runs, names=("A",), epochs=40)[0].run_dir
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(read_log_rows(folder) if (folder / "log.csv").exists() else []) < 3:
+    while time.monotonic() < deadline and len(RunFolder(folder).read_log_rows()) < 3:  # [] until log.csv is there
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)  # Ctrl-C, to the sweep process only (the workers ignore it anyway)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "INTERRUPTED" in out, err[-2000:]
-    status = read_status(folder)
+    status = RunFolder(folder).read_status()
     assert status["status"] == "interrupted" and status["reason"] == "stopped by Ctrl-C or SIGTERM", status
-    assert read_log_rows(folder)[-1]["epoch"] >= 2 and (folder / "model.pt").is_file()  # resumable
+    assert RunFolder(folder).read_log_rows()[-1]["epoch"] >= 2 and (folder / "model.pt").is_file()  # resumable

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fluxlenet.runlog import read_log_rows, read_status
+from fluxlenet.runlog import RunFolder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASHION = SHARED / "fashion-mnist"
@@ -37,9 +37,9 @@ def test_sweep_prints_the_posts_lines_and_writes_every_file(optimizer_sweep):
         for f in ("config.json", "log.csv", "console.log", "status.json", "model.pt"):
             assert (folder / f).is_file(), f"{folder / f} missing"
         assert list(folder.glob("events.out.tfevents.*"))
-        rows = read_log_rows(folder)
+        rows = RunFolder(folder).read_log_rows()
         assert [r["epoch"] for r in rows] == [0, 1, 2]
-        assert read_status(folder)["status"] == "finished"
+        assert RunFolder(folder).read_status()["status"] == "finished"
         config = json.loads((folder / "config.json").read_text())
         assert config["config"]["batchsize"] == 32 and config["config"]["lambda_"] == 1e-6
         assert config["versions"]["torch"].startswith("2.") and config["device"].startswith("cpu")
@@ -51,7 +51,7 @@ def test_sweep_prints_the_posts_lines_and_writes_every_file(optimizer_sweep):
     # every epoch line went to the terminal too, three runs x epochs 0..2
     assert out.stdout.count("Epoch: ") == 9
     # lockstep: same initial weights, so every run has the same epoch-0 figures
-    first = {tuple(read_log_rows(runs / "optimizer" / f"{n}-seed42" / "torch")[0].values())[:5]
+    first = {tuple(RunFolder(runs / "optimizer" / f"{n}-seed42" / "torch").read_log_rows()[0].values())[:5]
              for n in ("ADAMW", "NADAM", "AdaBelief")}
     assert len(first) == 1
 
@@ -82,7 +82,8 @@ def test_auto_backend_without_julia_runs_torch_and_says_flux_was_not_run(tmp_pat
                     "--train-size", 256, "--test-size", 100, "--savepath", tmp_path / "t")
     assert out.returncode == 0, out.stderr
     assert "Flux was not run" in out.stdout and "setup-julia" in out.stdout
-    assert (tmp_path / "t" / "torch" / "log.csv").is_file() and not (tmp_path / "t" / "flux").exists()
+    run = tmp_path / "t" / "t-seed0"  # <savepath>/<name>-seed<N>/<backend>/
+    assert (run / "torch" / "log.csv").is_file() and not (run / "flux").exists()
 
 
 def test_train_takes_the_posts_args(tmp_path):
@@ -91,8 +92,8 @@ def test_train_takes_the_posts_args(tmp_path):
                     "--checktime", 1, "--optimizer", "NAdam", "--model", "lenet5-1998", "--seed", 7,
                     "--train-size", 256, "--test-size", 100, "--savepath", tmp_path / "t")
     assert out.returncode == 0, out.stderr
-    folder = tmp_path / "t" / "torch"
-    assert [r["epoch"] for r in read_log_rows(folder)] == [0, 2]  # report(0), then every infotime = 2
+    folder = tmp_path / "t" / "t-seed7" / "torch"  # laid out as a sweep's runs: <savepath>/<name>-seed<N>/<backend>/
+    assert [r["epoch"] for r in RunFolder(folder).read_log_rows()] == [0, 2]  # report(0), then every infotime = 2
     assert out.stdout.count("Model saved in") == 2  # checktime = 1
     cfg = json.loads((folder / "config.json").read_text())["config"]
     assert (cfg["eta"], cfg["lambda_"], cfg["batchsize"], cfg["optimizer"], cfg["model"], cfg["seed"]) == \
@@ -105,7 +106,7 @@ def test_flush_subnormals_is_a_setting_of_the_run(tmp_path):
     out = fluxlenet(*args, "--flush-subnormals", "--savepath", tmp_path / "ftz")
     assert out.returncode == 0, out.stderr
     assert "cannot flush" not in out.stdout
-    cfg = json.loads((tmp_path / "ftz" / "torch" / "config.json").read_text())["config"]
+    cfg = json.loads((tmp_path / "ftz" / "ftz-seed0" / "torch" / "config.json").read_text())["config"]
     assert cfg["flush_subnormals"] is True
     # the same run without it is another run, not a finished one to skip
     out = fluxlenet(*args, "--savepath", tmp_path / "ftz")
@@ -136,6 +137,6 @@ def test_lenet5_passes_97_percent_on_real_mnist_digits(tmp_path):
     out = fluxlenet("train", "--backend", "torch", "--dataset", "mnist-t10k-split", "--data-dir", MNIST,
                     "--eta", 1e-3, "--batchsize", 32, "--epochs", 8, "--checktime", 0, "--savepath", tmp_path / "m")
     assert out.returncode == 0, out.stderr
-    rows = read_log_rows(tmp_path / "m" / "torch")
+    rows = RunFolder(tmp_path / "m" / "m-seed0" / "torch").read_log_rows()
     assert rows[-1]["epoch"] == 8
     assert rows[-1]["test_acc"] > 97.0, rows[-1]
