@@ -273,6 +273,17 @@ def test_the_julia_side_knows_every_layer_rule_and_activation():
             assert f'"{key}"' in src, (name, key)
 
 
+def test_the_julia_packages_own_default_model_is_the_posts_lenet5_of_models_py():
+    """FluxLeNet.LENET5 is the standalone package's default (`train()` in the zoo's style); Python always hands
+    Julia its model as data, so this copy must not drift from models.MODELS["lenet5"]."""
+    specs = (JULIA_SRC / "specs.jl").read_text(encoding="utf-8")
+    table = specs[specs.index("const LENET5 = ["):specs.index("\n]\n", specs.index("const LENET5 = ["))]
+    layers = [dict((key, int(value) if value.isdigit() else value.strip('"'))
+                   for key, value in re.findall(r'"(\w+)" => ("\w+"|\d+)', line))
+              for line in re.findall(r"layerspec\((.*)\),", table)]
+    assert layers == models.MODELS["lenet5"]["layers"]
+
+
 def test_the_julia_rules_read_every_field_and_default_none():
     """Each rule's builder in specs.jl reads exactly the fields of its row in optim_spec.RULES, with no
     default of its own (the defaults live once, in that table)."""

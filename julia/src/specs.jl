@@ -21,7 +21,9 @@ layerspec(pairs...) = Dict{String,Any}(pairs...)
 """
     LENET5
 
-The post's LeNet-5 (model zoo `conv_mnist.jl`) as layer specs: 44,426 parameters.
+The post's LeNet-5 (model zoo `conv_mnist.jl`) as layer specs: 44,426 parameters. The default of
+the standalone `train()`; the Python package hands every run its model as data, and a Python test
+holds this copy equal to its `models.MODELS["lenet5"]`.
 """
 const LENET5 = [
     layerspec("kind" => "conv", "kernel" => 5, "in" => 1, "out" => 6, "pad" => 0, "act" => "relu"),
