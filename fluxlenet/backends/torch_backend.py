@@ -105,6 +105,12 @@ def native_init(model: nn.Module, layers: list[dict]) -> None:
         nn.init.zeros_(module.bias)
 
 
+def loss_of(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """The post's loss, train.jl's `loss`: Flux.logitcrossentropy on onehot labels (the batch mean), for
+    training and evaluation alike; reduction "none": one loss per sample."""
+    return F.cross_entropy(logits, labels, reduction=reduction)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EVAL_BATCH) -> dict:
     """The post's eval_loss_accuracy: mean loss over all samples, accuracy in percent, round4."""
@@ -115,7 +121,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = EV
         out = model(x[i:i + batch])
         yb = y[i:i + batch]
         # per-sample losses summed in float64: the total does not depend on the batch
-        loss_sum += F.cross_entropy(out, yb, reduction="none").sum(dtype=torch.float64)
+        loss_sum += loss_of(out, yb, reduction="none").sum(dtype=torch.float64)
         correct += (out.argmax(1) == yb).sum()  # onecold: the first maximum wins, as in argmax
     model.train()
     n = len(y)
@@ -249,7 +255,7 @@ def train(cfg, data, log, progress: bool = False) -> str:
                 optimiser.set_lr_factor(lr_factors[step])
             xb = epoch_x[i * cfg.batchsize:(i + 1) * cfg.batchsize]
             yb = epoch_y[i * cfg.batchsize:(i + 1) * cfg.batchsize]
-            loss = F.cross_entropy(model(xb), yb)  # == Flux.logitcrossentropy on onehot labels
+            loss = loss_of(model(xb), yb)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if step < cfg.trace_steps:  # a host sync (and a file write) per step, only while tracing
