@@ -41,8 +41,8 @@ EVENTS_GLOB = "events.out.tfevents.*"
 
 @dataclass(frozen=True)
 class RunFolder:
-    """One backend run's folder (<runs>/<sweep>/<run>-seed<N>/<backend>/; `train`: <savepath>/<run>-seed<N>/<backend>/)
-    and every path in it.
+    """One backend run's folder, <sweep folder>/<run>-seed<N>/<backend>/ (the sweep folder of a sweep:
+    <runs>/<sweep>/; of train: its --savepath), and every path in it.
 
     config.json is written by the worker that runs the run (its settings when it takes the run, then the
     environment it runs in); the sweep process writes it only where no worker could: a worker that died
