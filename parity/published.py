@@ -24,10 +24,12 @@ import pandas as pd
 # published-results.csv names datasets as the write-ups do
 DATASET_NAMES = {"MNIST": "mnist", "Fashion-MNIST": "fashion-mnist", "CIFAR-10": "cifar10"}
 
-# What a source fixes whatever a sweep file says: the post trained on the whole of MNIST.
+# What a source fixes whatever a sweep file says: the post trained on the whole of MNIST, at a constant
+# learning rate (a sweep file that names its figures but adds a warm-up is another experiment).
 SOURCE_PROTOCOL = {
     "lenet-99-post": {"dataset": "mnist", "model": "lenet5", "eta": 3e-4, "epochs": 10, "steps": None,
-                      "train_size": None, "test_size": None, "valid_size": 0},
+                      "train_size": None, "test_size": None, "valid_size": 0, "warmup_epochs": 0.0,
+                      "milestones": []},
 }
 
 

@@ -105,3 +105,17 @@ def test_the_published_figures_of_a_run_and_its_headline():
     assert [(f.metric, f.epoch, f.value) for f in headline] == [("test_acc", 10, 98.54)]
     variants = published_figures(published.find("lenet-variants-report/variants", "activation"))
     assert [(f.metric, f.epoch, f.value, f.headline) for f in variants] == [("test_acc", None, 86.93, True)]
+
+
+def test_a_sweep_file_that_adds_a_schedule_to_the_posts_run_is_not_judged_against_it():
+    """The protocol a sweep file declares is taken for the published one, except what the source fixes: a
+    file naming the post's figures with a warm-up (or milestones) of its own is another experiment."""
+    from fluxlenet.config import PROTOCOL_KEYS, USER_NAMES, RunConfig
+    names = {key: USER_NAMES.get(key, key) for key in PROTOCOL_KEYS}
+    pub = published.find("lenet-99-post/baseline", "default")
+    post = RunConfig(model="lenet5", optimizer="Adam", eta=3e-4, batchsize=128, epochs=10).to_dict()
+    assert published.mismatches(pub, post, post, names) == []
+    warm = {**post, "warmup_epochs": 1.0}
+    assert published.mismatches(pub, warm, warm, names) == ["warmup_epochs 1.0 (published: 0.0)"]
+    stepped = {**post, "milestones": [5], "gamma": 0.5}
+    assert published.mismatches(pub, stepped, stepped, names) == ["milestones [5] (published: [])"]
