@@ -344,9 +344,9 @@ ALIASES = {name: f.name for f in _SETTINGS for name in (f.metadata["user_name"],
 PROTOCOL_KEYS = tuple(f.name for f in _SETTINGS if f.metadata["protocol"])  # a run differing in one: another experiment
 SWEEP_KEYS = tuple(f.name for f in _SETTINGS if f.metadata["shown"])  # what a sweep's tables name when it varies them
 NOT_SEMANTIC = tuple(f.name for f in _SETTINGS if not f.metadata["compared"])  # may differ between "the same run"
-# the options of `sweep` and `reproduce` that a run can have been given beyond its sweep file
-RERUN_OPTIONS = ("dataset", "train_size", "test_size", "mode", "rng", "precision", "flush_subnormals", "steps", "epochs",
-                 "data_dir")
+# the options of `sweep` and `reproduce` that a run can have been given beyond its sweep file: those that change
+# results, and where the data is
+RERUN_OPTIONS = tuple(f.name for f in _SETTINGS if f.metadata["cli"] == "run" and f.metadata["result"]) + ("data_dir",)
 
 
 def rerun_options(ran: dict, declared: dict) -> str:

@@ -164,3 +164,11 @@ def test_the_posts_epoch_line_and_the_run_files(tmp_path):
     log = RunLog(tmp_path, echo=printed.append)
     log.truncate(0)
     assert [r["epoch"] for r in RunFolder(tmp_path).read_log_rows()] == [0]
+
+
+def test_the_rerun_advice_names_every_option_of_sweep_that_changes_results():
+    """More seeds are advised as the command that made the runs: every option of `sweep` that changes results
+    (a new one included, from the table) and where the data is; another --train-size would be refused."""
+    cfg = config.RunConfig(train_size=300, flush_subnormals=True, precision="float64", data_dir="d x").to_dict()
+    assert config.rerun_options(cfg, config.RunConfig().to_dict()) == (
+        " --train-size 300 --precision float64 --flush-subnormals --data-dir 'd x'")

@@ -234,8 +234,8 @@ def test_native_runs_and_seeds_are_judged_statistically(cli, runs, tmp_path):
     assert code == 0 and "FAIL" not in out, out
     assert "AdaBelief  inconclusive" in out and "outside the one-seed band from epoch 1 (test_acc" in out
     # the command that made the runs, with more seeds (another --train-size, say, would be refused)
-    assert (f"`python -m fluxlenet sweep optimizer --dataset fashion-mnist --train-size 300 --test-size 100 --mode "
-            f"native --rng numpy --epochs 1 --data-dir {DATA} --runs-dir {root} --seeds 0,1,2,3,42` gives enough") in out
+    assert (f"`python -m fluxlenet sweep optimizer --epochs 1 --dataset fashion-mnist --train-size 300 --test-size 100 "
+            f"--mode native --rng numpy --data-dir {DATA} --runs-dir {root} --seeds 0,1,2,3,42` gives enough") in out
     edit_log(base / "flux", 1, test_acc=lambda v: v - 40.0)
 
     # three seeds a side: mean +- sd

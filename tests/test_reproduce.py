@@ -159,8 +159,8 @@ def test_one_seed_is_inconclusive_never_a_failure(runs, cli, tmp_path):
     assert code == 4, out + err
     assert "): INCONCLUSIVE" in out and "FAIL" not in out and ": not reproduced" not in out.lower()
     assert "final test accuracy of batchsize/32, batchsize/64, batchsize/256, batchsize/512: inconclusive: 1 " \
-           f"seed(s), at least 3 needed: `python -m fluxlenet reproduce post --sweeps batchsize --train-size 1000 " \
-           f"--test-size 500 --epochs 1 --data-dir {MNIST} --runs-dir {one} --seeds 0,1,2,3,4` gives enough" in out
+           f"seed(s), at least 3 needed: `python -m fluxlenet reproduce post --sweeps batchsize --epochs 1 " \
+           f"--train-size 1000 --test-size 500 --data-dir {MNIST} --runs-dir {one} --seeds 0,1,2,3,4` gives enough" in out
     assert {r["verdict"] for r in figure_rows(one)} == {"inconclusive"}
     # the policy decides how many seeds are enough, and the report prints it
     code, out, err = cli("reproduce", "post", "--sweeps", SWEEPS, "--report-only", "--runs-dir", root,

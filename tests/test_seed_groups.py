@@ -125,7 +125,7 @@ def test_reproduce_neither_makes_nor_judges_a_mix(tmp_path, capsys):
     planted.write_text("sweep,value,epoch,test_acc\nbaseline,default,1,50.0\n")
     code, out, err = run_main(capsys, "reproduce", "post", *small, "--report-only", "--published", planted,
                               "--tolerance", "min_seeds=2")
-    advice = (f"python -m fluxlenet reproduce post --sweeps baseline --train-size 256 --test-size 100 --epochs 1 "
+    advice = (f"python -m fluxlenet reproduce post --sweeps baseline --epochs 1 --train-size 256 --test-size 100 "
               f"--data-dir {MNIST} --runs-dir {runs} --seeds 0,1,2,3,4")
     assert code == 4 and f"`{advice}` gives enough (finished runs are skipped)" in out, out + err
     code, out, err = run_main(capsys, *advice.split()[3:], "--backend", "torch")
