@@ -108,3 +108,15 @@ def test_a_kind_whose_weight_starts_at_one_is_one_table_entry(monkeypatch):
     first_order = next(init.epoch_orders(layers, 42, 100, rng="julia"))
     monkeypatch.undo()
     assert not np.array_equal(first_order, next(init.epoch_orders(layers, 42, 100, rng="julia")))  # fewer draws
+
+
+def test_every_layer_kind_has_its_entry_in_each_backends_tables():
+    """A layer kind is one entry of models.LAYERS plus one per backend table; a kind missing from a table
+    would only fail in a run of a model that uses it (the Flux ones only where Julia is)."""
+    from fluxlenet.backends import flux_layout
+    from fluxlenet.backends.torch_backend import TORCH_INITS, TORCH_LAYERS
+    assert set(TORCH_LAYERS) == set(models.LAYER_KINDS)
+    weighted = {kind for kind in models.LAYER_KINDS if models.LAYERS[kind].weight_shape}
+    for table in (flux_layout.TO_FLUX, flux_layout.FROM_FLUX, flux_layout.FLUX_SHAPE):
+        assert set(table) == weighted
+    assert {models.LAYERS[kind].weight_init for kind in weighted} <= set(TORCH_INITS) & set(init.NUMPY_INITS) & set(init.JULIA_INITS)
