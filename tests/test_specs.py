@@ -119,4 +119,5 @@ def test_every_layer_kind_has_its_entry_in_each_backends_tables():
     weighted = {kind for kind in models.LAYER_KINDS if models.LAYERS[kind].weight_shape}
     for table in (flux_layout.TO_FLUX, flux_layout.FROM_FLUX, flux_layout.FLUX_SHAPE):
         assert set(table) == weighted
-    assert {models.LAYERS[kind].weight_init for kind in weighted} <= set(TORCH_INITS) & set(init.NUMPY_INITS) & set(init.JULIA_INITS)
+    inits = {models.LAYERS[kind].weight_init for kind in weighted}
+    assert inits <= set(TORCH_INITS) & set(init.NUMPY_INITS) & set(init.JULIA_INITS)
