@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from . import models, sweeps
-from .config import LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
+from .config import BACKENDS, LENGTH, SEED_GROUP_FREE, ConfigError, RunConfig
 from .rundir import Task
 from .runlog import (CHECKPOINT_SETTINGS, FINAL_STATES, DamagedRun, RunFolder, check_checkpoint, damaged,
                      read_config_file, stored_config)
@@ -199,10 +199,9 @@ def check_seed_groups(tasks: list[Task]) -> None:
 def check_train_folder(savepath: Path) -> None:
     """ConfigError when `savepath` holds a run in `train`'s old layout (<savepath>/<backend>/, before runs
     of `train` were laid out as a sweep's): a new run beside it would hide it from parity and report."""
-    from .config import BACKENDS
     for backend in BACKENDS:
         old = RunFolder(savepath / backend)
-        if not any(p.exists() for p in (old.config_file, old.checkpoint_file, old.log_file)):
+        if not any(p.exists() for p in old.markers):
             continue
         try:
             settings = old.read_settings() or {}

@@ -68,6 +68,12 @@ class RunFolder:
         return (self.torch_checkpoint, self.path / "model.bson", self.path / "optimiser.bson")
 
     @property
+    def markers(self) -> tuple[Path, ...]:
+        """The files that make a folder a run's: its settings (config.json, checkpoint.json; one of them in
+        a sound run) and, in a damaged one, log.csv or status.json."""
+        return (self.config_file, self.checkpoint_file, self.log_file, self.status_file)
+
+    @property
     def files(self) -> tuple[Path, ...]:
         return (self.config_file, self.status_file, self.log_file, self.trace_file, self.console_file,
                 self.error_file, self.checkpoint_file) + self.checkpoints

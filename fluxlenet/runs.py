@@ -136,9 +136,8 @@ class Damaged:
         return match.group(2) if match else "?"
 
 
-_ANY_RUN = RunFolder(".")
-SETTINGS_FILES = (_ANY_RUN.config_file.name, _ANY_RUN.checkpoint_file.name)  # a run folder holds one of them
-RUN_MARKERS = SETTINGS_FILES + (_ANY_RUN.log_file.name, _ANY_RUN.status_file.name)  # ... or, damaged, these
+RUN_MARKERS = tuple(p.name for p in RunFolder(".").markers)
+SETTINGS_FILES = RUN_MARKERS[:2]  # a sound run folder holds one of them
 
 
 def run_depth(folder: str | Path) -> int | None:
